@@ -1,0 +1,1 @@
+//! XML framing for the relay (being written).

@@ -1,0 +1,69 @@
+//! Per-message keys (libsignal `MessageKeys`).
+//!
+//! `HKDF-SHA256(ikm = seed, salt = 32 zero bytes, info = "WhisperMessageKeys", 80 bytes)`
+//! split into the AES-256-CBC key (32), the HMAC-SHA256 key (32) and the CBC IV (16).
+
+use hkdf::Hkdf;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+const INFO: &[u8] = b"WhisperMessageKeys";
+
+/// The keys that encrypt and authenticate exactly one message.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MessageKeys {
+    cipher_key: [u8; 32],
+    mac_key: [u8; 32],
+    iv: [u8; 16],
+    counter: u32,
+}
+
+impl MessageKeys {
+    pub(crate) fn derive(seed: &[u8; 32], counter: u32) -> Self {
+        let hkdf = Hkdf::<Sha256>::new(Some(&[0u8; 32]), seed);
+        let mut okm = [0u8; 80];
+        // 80 bytes is far below HKDF-SHA256's 8160-byte limit, so expansion cannot fail.
+        if hkdf.expand(INFO, &mut okm).is_err() {
+            okm.zeroize();
+        }
+        let mut keys = MessageKeys {
+            cipher_key: [0; 32],
+            mac_key: [0; 32],
+            iv: [0; 16],
+            counter,
+        };
+        keys.cipher_key.copy_from_slice(&okm[..32]);
+        keys.mac_key.copy_from_slice(&okm[32..64]);
+        keys.iv.copy_from_slice(&okm[64..]);
+        okm.zeroize();
+        keys
+    }
+
+    /// The AES-256-CBC key.
+    pub fn cipher_key(&self) -> &[u8; 32] {
+        &self.cipher_key
+    }
+
+    /// The HMAC-SHA256 key for the message MAC.
+    pub fn mac_key(&self) -> &[u8; 32] {
+        &self.mac_key
+    }
+
+    /// The AES-CBC initialisation vector.
+    pub fn iv(&self) -> &[u8; 16] {
+        &self.iv
+    }
+
+    /// The counter of the message these keys belong to.
+    pub fn counter(&self) -> u32 {
+        self.counter
+    }
+}
+
+impl core::fmt::Debug for MessageKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MessageKeys")
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
