@@ -1,1 +1,47 @@
-fn main() {}
+//! `cargo xtask`: the project's build and test entry points.
+//!
+//! - `cargo xtask dist` builds the browser client into `target/dist/`.
+//! - `cargo xtask demo [--listen ADDR]` runs Prosody, the bridge and the client locally.
+//! - `cargo xtask test [--quick]` runs every check and test suite.
+
+// mod demo; (wired once the Prosody fixture lands)
+mod dist;
+mod test;
+mod util;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+  dist                    build the browser client into target/dist (wasm-bindgen, wasm-opt -Oz,
+                          content hashes, SRI, .gz/.br, size budget, SHA256SUMS)
+  demo [--listen ADDR]    start a throwaway Prosody, the bridge on ADDR (default 127.0.0.1:8080)
+                          and the client; Ctrl-C stops everything
+  test [--quick]          fmt, clippy, unit and integration tests, wasm build, browser suite
+                          (--quick: fmt and native tests only, for the inner loop)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match strs.as_slice() {
+        ["dist"] => dist::run(&dist::DistOptions::default()).map(|_| ()),
+        ["test"] => test::run(false),
+        ["test", "--quick"] => test::run(true),
+        ["-h" | "--help"] | [] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! `cargo xtask dist`: build the browser client and write a deployable, content-hashed site.
+//!
+//! Pipeline (see docs in /work/shared/TOOLCHAIN.md for why each step is the way it is):
+//! 1. `cargo build --profile wasm-release --target wasm32-unknown-unknown -p sotto-app`;
+//! 2. wasm-bindgen glue (library `wasm-bindgen-cli-support`, `--target web`) into a scratch dir under
+//!    the target dir;
+//! 3. `wasm-opt -Oz` from the npm package `binaryen` pinned in the root `package.json` (`npm ci` is run
+//!    when it is missing); there is deliberately no fallback to a system binaryen;
+//! 4. content-hashed names, Subresource Integrity on the script, the stylesheet and the wasm fetch;
+//!    `index.html` is generated from the template `static/index.html`;
+//! 5. `.gz` and `.br` copies of every asset, `SHA256SUMS`, a size table and the first-load budget.
+//!
+//! The output is deterministic: same inputs, byte-identical directory.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use base64::Engine as _;
+use sha2::{Digest, Sha256, Sha384};
+
+/// The most a first visit may download, gzip-compressed: `index.html` + stylesheet + glue js + wasm.
+///
+/// The product goal is ≤ 200 KB; this hard limit leaves headroom so the build only fails on a real
+/// regression. For comparison, Converse.js fetches 474 KB gzip before it shows its login screen.
+pub const FIRST_LOAD_GZIP_BUDGET: u64 = 250 * 1024;
+
+/// The package that is the browser client.
+const APP_PACKAGE: &str = "sotto-app";
+/// Its wasm artefact name (the binary target of `sotto-app`).
+const APP_WASM: &str = "sotto-app.wasm";
+const TARGET_TRIPLE: &str = "wasm32-unknown-unknown";
+const PROFILE: &str = "wasm-release";
+/// Hex digits of the SHA-256 used in hashed file names.
+const NAME_HASH_LEN: usize = 16;
+/// The page template and the stylesheet in `static/`; every other file there is copied verbatim.
+const TEMPLATE: &str = "index.html";
+const STYLESHEET: &str = "style.css";
+/// The tags in the template that are replaced by the hashed, integrity-checked ones.
+const TEMPLATE_STYLE_TAG: &str = r#"<link rel="stylesheet" href="style.css">"#;
+const TEMPLATE_SCRIPT_TAG: &str = r#"<script type="module" src="app.js"></script>"#;
+
+/// What `run` should do.
+#[derive(Clone, Debug, Default)]
+pub struct DistOptions {
+    /// Where to write the site; default `<target dir>/dist`. The directory is deleted first.
+    pub out_dir: Option<PathBuf>,
+    /// Do not print the size table and checksums (the report still carries them).
+    pub quiet: bool,
+}
+
+/// One file written to the output directory (the `.gz`/`.br` copies are not listed separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DistFile {
+    /// File name in the output directory (which is flat).
+    pub name: String,
+    /// Size in bytes of the file itself, of its `.gz` copy and of its `.br` copy.
+    pub raw: u64,
+    pub gzip: u64,
+    pub brotli: u64,
+    /// Lower-case hex SHA-256 of the file itself.
+    pub sha256: String,
+    /// Whether a first visit downloads it (index.html, stylesheet, glue js, wasm).
+    pub first_load: bool,
+}
+
+/// The result of a successful `run`.
+#[derive(Clone, Debug)]
+pub struct DistReport {
+    /// The directory that was written (absolute).
+    pub out_dir: PathBuf,
+    /// Every asset, sorted by name.
+    pub files: Vec<DistFile>,
+    /// The hashed names of the entry points, e.g. `app-0123456789abcdef.js`.
+    pub js: String,
+    pub wasm: String,
+    pub css: String,
+    /// Sum of the gzip sizes of the first-load files; at most `FIRST_LOAD_GZIP_BUDGET`.
+    pub first_load_gzip: u64,
+}
+
+/// Builds the client and writes the site. Fails when any step fails or the first load is over budget
+/// (in that case the site has still been written, so it can be inspected).
+pub fn run(opts: &DistOptions) -> Result<DistReport> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let meta = Metadata::load(&cargo)?;
+    let root = &meta.workspace_root;
+    let static_dir = root.join("static");
+    let out_dir = opts
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| meta.target_dir.join("dist"));
+    let out_dir = if out_dir.is_absolute() {
+        out_dir
+    } else {
+        root.join(out_dir)
+    };
+    let scratch = meta.target_dir.join("xtask-dist");
+
+    // 1. The wasm build. Paths of the workspace and of cargo's registry end up in panic
+    // location strings; remapping them makes the build reproducible on any machine layout.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let mut rustflags = vec![format!("--remap-path-prefix={}=/sotto", root.display())];
+    if let Some(cargo_home) = cargo_home {
+        rustflags.push(format!("--remap-path-prefix={}=/cargo", cargo_home.display()));
+    }
+    let status = Command::new(&cargo)
+        .current_dir(root)
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+        .args([
+            "build",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET_TRIPLE,
+            "-p",
+            APP_PACKAGE,
+        ])
+        .status()
+        .context("running cargo build for the wasm client")?;
+    ensure!(
+        status.success(),
+        "cargo build of {APP_PACKAGE} for {TARGET_TRIPLE} failed ({status})"
+    );
+    let cargo_wasm = meta
+        .target_dir
+        .join(TARGET_TRIPLE)
+        .join(PROFILE)
+        .join(APP_WASM);
+    ensure!(
+        cargo_wasm.is_file(),
+        "cargo build did not produce {}",
+        cargo_wasm.display()
+    );
+
+    // 2. wasm-bindgen glue, into a fresh scratch directory.
+    remove_dir_if_exists(&scratch)?;
+    let bindgen_dir = scratch.join("bindgen");
+    fs::create_dir_all(&bindgen_dir)
+        .with_context(|| format!("creating {}", bindgen_dir.display()))?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&cargo_wasm)
+        .web(true)?
+        .out_name("app")
+        // The library defaults this to true; keep the glue's default path so `init()` also works.
+        .omit_default_module_path(false)
+        .generate(&bindgen_dir)
+        .context("wasm-bindgen")?;
+    let glue =
+        fs::read_to_string(bindgen_dir.join("app.js")).context("reading the wasm-bindgen glue")?;
+
+    // 3. wasm-opt, always.
+    let wasm_opt = ensure_wasm_opt(root)?;
+    let opt_wasm = scratch.join("app.opt.wasm");
+    let status = Command::new(&wasm_opt)
+        .arg(bindgen_dir.join("app_bg.wasm"))
+        .args([
+            "-Oz",
+            "--strip-debug",
+            "--strip-producers",
+            "--strip-target-features",
+            "-o",
+        ])
+        .arg(&opt_wasm)
+        .status()
+        .with_context(|| format!("running {} (is node on PATH?)", wasm_opt.display()))?;
+    ensure!(status.success(), "wasm-opt failed ({status})");
+    let wasm = fs::read(&opt_wasm).with_context(|| format!("reading {}", opt_wasm.display()))?;
+
+    // 4. Hashed names, in dependency order: wasm, then the js that names it, then the html naming both.
+    let mut assets: BTreeMap<String, (Vec<u8>, bool)> = BTreeMap::new();
+    let wasm_name = hashed_name("app", "wasm", &wasm);
+    let wasm_sri = sri(&wasm);
+    let js = bootstrap_js(&glue, &wasm_name, &wasm_sri)?.into_bytes();
+    let js_name = hashed_name("app", "js", &js);
+    let css = fs::read(static_dir.join(STYLESHEET))
+        .with_context(|| format!("reading {}", static_dir.join(STYLESHEET).display()))?;
+    let css_name = hashed_name("style", "css", &css);
+    let template = fs::read_to_string(static_dir.join(TEMPLATE))
+        .with_context(|| format!("reading {}", static_dir.join(TEMPLATE).display()))?;
+    let html = render_index(&template, &css_name, &sri(&css), &js_name, &sri(&js))?;
+    assets.insert(TEMPLATE.to_owned(), (html.into_bytes(), true));
+    assets.insert(css_name.clone(), (css, true));
+    assets.insert(js_name.clone(), (js, true));
+    assets.insert(wasm_name.clone(), (wasm, true));
+    for (name, bytes) in other_static_files(&static_dir)? {
+        ensure!(
+            !assets.contains_key(&name),
+            "static/{name} clashes with a generated file"
+        );
+        assets.insert(name, (bytes, false));
+    }
+
+    // 5. Write everything, with compressed copies and checksums.
+    prepare_out_dir(&out_dir, root)?;
+    let mut files = Vec::with_capacity(assets.len());
+    let mut sums = String::new();
+    for (name, (bytes, first_load)) in &assets {
+        let gz = gzip(bytes)?;
+        let br = brotli(bytes)?;
+        for (suffix, data) in [("", bytes), (".gz", &gz), (".br", &br)] {
+            let file = format!("{name}{suffix}");
+            let path = out_dir.join(&file);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
+            let _ = writeln!(sums, "{}  {file}", sha256_hex(data));
+        }
+        files.push(DistFile {
+            name: name.clone(),
+            raw: bytes.len() as u64,
+            gzip: gz.len() as u64,
+            brotli: br.len() as u64,
+            sha256: sha256_hex(bytes),
+            first_load: *first_load,
+        });
+    }
+    fs::write(out_dir.join("SHA256SUMS"), &sums).context("writing SHA256SUMS")?;
+    remove_dir_if_exists(&scratch)?;
+
+    let first_load_gzip = files.iter().filter(|f| f.first_load).map(|f| f.gzip).sum();
+    let report = DistReport {
+        out_dir,
+        files,
+        js: js_name,
+        wasm: wasm_name,
+        css: css_name,
+        first_load_gzip,
+    };
+    if !opts.quiet {
+        print!("{}", size_table(&report));
+    }
+    ensure!(
+        first_load_gzip <= FIRST_LOAD_GZIP_BUDGET,
+        "first load is {first_load_gzip} bytes gzip, over the budget of {FIRST_LOAD_GZIP_BUDGET} bytes \
+         (FIRST_LOAD_GZIP_BUDGET in xtask/src/dist.rs; product goal 200 KB). The site was written to {} for \
+         inspection; `twiggy top` on the wasm shows what is large.",
+        report.out_dir.display()
+    );
+    Ok(report)
+}
+
+/// The size table and checksums printed after a build.
+pub fn size_table(report: &DistReport) -> String {
+    let width = report
+        .files
+        .iter()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "site in {}: index.html -> {} -> {}, {}",
+        report.out_dir.display(),
+        report.js,
+        report.wasm,
+        report.css
+    );
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>10}  {:>10}  {:>10}",
+        "file", "raw", "gzip", "brotli"
+    );
+    let mut totals = (0, 0, 0);
+    for f in &report.files {
+        let mark = if f.first_load {
+            ""
+        } else {
+            " (not on first load)"
+        };
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>10}  {:>10}  {:>10}{mark}",
+            f.name, f.raw, f.gzip, f.brotli
+        );
+        totals = (totals.0 + f.raw, totals.1 + f.gzip, totals.2 + f.brotli);
+    }
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:>10}  {:>10}  {:>10}",
+        "total", totals.0, totals.1, totals.2
+    );
+    let _ = writeln!(
+        out,
+        "first load (index.html + css + js + wasm, gzip): {} bytes = {:.1} KiB; budget {:.1} KiB ({:.0}% used)",
+        report.first_load_gzip,
+        report.first_load_gzip as f64 / 1024.0,
+        FIRST_LOAD_GZIP_BUDGET as f64 / 1024.0,
+        report.first_load_gzip as f64 * 100.0 / FIRST_LOAD_GZIP_BUDGET as f64
+    );
+    let _ = writeln!(
+        out,
+        "SHA-256 (all files incl. .gz/.br in {}):",
+        report.out_dir.join("SHA256SUMS").display()
+    );
+    for f in &report.files {
+        let _ = writeln!(out, "{}  {}", f.sha256, f.name);
+    }
+    out
+}
+
+struct Metadata {
+    workspace_root: PathBuf,
+    target_dir: PathBuf,
+}
+
+impl Metadata {
+    fn load(cargo: &OsString) -> Result<Self> {
+        // Run from this package's directory so it works whatever the caller's working directory is;
+        // cargo then finds the workspace and honours CARGO_TARGET_DIR / build.target-dir.
+        let output = Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["metadata", "--format-version", "1", "--no-deps"])
+            .output()
+            .context("running cargo metadata")?;
+        ensure!(
+            output.status.success(),
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+        let path = |key: &str| {
+            json.get(key)
+                .and_then(|v| v.as_str())
+                .map(PathBuf::from)
+                .ok_or_else(|| anyhow!("cargo metadata has no {key}"))
+        };
+        Ok(Self {
+            workspace_root: path("workspace_root")?,
+            target_dir: path("target_directory")?,
+        })
+    }
+}
+
+/// `node_modules/.bin/wasm-opt` from the pinned npm `binaryen`, running `npm ci` when it is missing.
+fn ensure_wasm_opt(root: &Path) -> Result<PathBuf> {
+    let bin = root
+        .join("node_modules")
+        .join(".bin")
+        .join(if cfg!(windows) {
+            "wasm-opt.cmd"
+        } else {
+            "wasm-opt"
+        });
+    if !bin.is_file() {
+        eprintln!("wasm-opt not found at {}; running `npm ci`", bin.display());
+        let npm = if cfg!(windows) { "npm.cmd" } else { "npm" };
+        let status = Command::new(npm)
+            .current_dir(root)
+            .args(["ci", "--no-audit", "--no-fund"])
+            .status()
+            .context(
+                "running `npm ci` to install binaryen's wasm-opt (Node.js and npm are required)",
+            )?;
+        ensure!(
+            status.success(),
+            "`npm ci` failed ({status}); wasm-opt is required for dist"
+        );
+        ensure!(
+            bin.is_file(),
+            "`npm ci` succeeded but {} is still missing",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// The shipped module: the wasm-bindgen glue plus a bootstrap that fetches the wasm with SRI.
+fn bootstrap_js(glue: &str, wasm_name: &str, wasm_sri: &str) -> Result<String> {
+    // The glue of this wasm-bindgen version (0.2.130) defines `async function __wbg_init(module_or_path)`,
+    // which unpacks `{ module_or_path }` and accepts a `Promise<Response>`, and exports it as the
+    // default (`export { initSync, __wbg_init as default };`). The bootstrap is appended to the same
+    // module, so it calls `__wbg_init` directly. Check instead of silently shipping a dead page.
+    ensure!(
+        glue.contains("async function __wbg_init(module_or_path)")
+            && glue.contains("({module_or_path} = module_or_path)")
+            && (glue.contains("__wbg_init as default")
+                || glue.contains("export default __wbg_init")),
+        "the wasm-bindgen glue no longer exports `__wbg_init` taking `{{ module_or_path }}`; \
+         update bootstrap_js in xtask/src/dist.rs"
+    );
+    ensure!(
+        !wasm_name.contains(['\'', '\\']) && !wasm_sri.contains(['\'', '\\']),
+        "unexpected characters"
+    );
+    let mut js = glue.trim_end().to_owned();
+    js.push_str(&format!(
+        r#"
+
+// Appended by `cargo xtask dist`: fetch the wasm with Subresource Integrity, then start the app.
+__wbg_init({{ module_or_path: fetch(new URL('{wasm_name}', import.meta.url), {{ integrity: '{wasm_sri}' }}) }})
+    .catch((error) => {{
+        console.error(error);
+        const boot = document.querySelector('.boot');
+        if (boot) {{
+            boot.setAttribute('role', 'alert');
+            boot.textContent = 'Sotto could not start. Reload the page to try again. (' +
+                ((error && error.message) || String(error)) + ')';
+        }}
+    }});
+"#
+    ));
+    Ok(js)
+}
+
+/// `index.html` from the template: the placeholder tags become hashed, integrity-checked ones.
+fn render_index(
+    template: &str,
+    css: &str,
+    css_sri: &str,
+    js: &str,
+    js_sri: &str,
+) -> Result<String> {
+    let replace_once = |html: &str, tag: &str, with: &str| -> Result<String> {
+        ensure!(
+            html.matches(tag).count() == 1,
+            "static/{TEMPLATE} must contain `{tag}` exactly once"
+        );
+        Ok(html.replacen(tag, with, 1))
+    };
+    let html = replace_once(
+        template,
+        TEMPLATE_STYLE_TAG,
+        &format!(
+            r#"<link rel="stylesheet" href="{css}" integrity="{css_sri}" crossorigin="anonymous">"#
+        ),
+    )?;
+    let html = replace_once(
+        &html,
+        TEMPLATE_SCRIPT_TAG,
+        &format!(
+            r#"<script type="module" src="{js}" integrity="{js_sri}" crossorigin="anonymous"></script>"#
+        ),
+    )?;
+    check_csp_clean(&html)?;
+    Ok(html)
+}
+
+/// The production CSP has no 'unsafe-inline': reject anything inline, and any script or stylesheet
+/// without SRI, so a template edit cannot ship a page that silently breaks.
+fn check_csp_clean(html: &str) -> Result<()> {
+    let lower = html.to_ascii_lowercase();
+    ensure!(
+        !lower.contains("<style"),
+        "static/{TEMPLATE}: no <style> elements (CSP style-src 'self')"
+    );
+    ensure!(
+        !lower.contains(" style="),
+        "static/{TEMPLATE}: no style attributes (CSP style-src 'self')"
+    );
+    for (i, _) in lower.match_indices("<script") {
+        let tag = &lower[i..i + lower[i..].find('>').unwrap_or(lower.len() - i)];
+        ensure!(
+            tag.contains(" src=") && tag.contains(" integrity="),
+            "static/{TEMPLATE}: inline script or script without SRI: {tag}>"
+        );
+    }
+    for (i, _) in lower.match_indices("<link") {
+        let tag = &lower[i..i + lower[i..].find('>').unwrap_or(lower.len() - i)];
+        if tag.contains("stylesheet") || tag.contains("modulepreload") {
+            ensure!(
+                tag.contains(" integrity="),
+                "static/{TEMPLATE}: link without SRI: {tag}>"
+            );
+        }
+    }
+    for attr in [" onload=", " onerror=", " onclick=", "javascript:"] {
+        ensure!(
+            !lower.contains(attr),
+            "static/{TEMPLATE}: inline event handler or javascript: URL ({attr})"
+        );
+    }
+    Ok(())
+}
+
+/// Every file in `static/` except the template and the stylesheet, copied under its own name.
+/// The output is flat (the bridge serves one directory level), so subdirectories are an error.
+fn other_static_files(static_dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in
+        fs::read_dir(static_dir).with_context(|| format!("reading {}", static_dir.display()))?
+    {
+        let entry = entry?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|n| anyhow!("non-UTF-8 file name {n:?}"))?;
+        let path = entry.path();
+        ensure!(
+            !path.is_dir(),
+            "static/{name}: subdirectories are not supported (the site is flat)"
+        );
+        if name != TEMPLATE && name != STYLESHEET {
+            out.push((
+                name,
+                fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the previous output. Refuses directories that do not look like an earlier dist.
+fn prepare_out_dir(out_dir: &Path, root: &Path) -> Result<()> {
+    ensure!(
+        !root.starts_with(out_dir),
+        "refusing to use {} as the output directory",
+        out_dir.display()
+    );
+    if out_dir.exists() {
+        let empty = fs::read_dir(out_dir)?.next().is_none();
+        ensure!(
+            empty || out_dir.join("SHA256SUMS").is_file() || out_dir.join(TEMPLATE).is_file(),
+            "{} exists and does not look like a previous dist output; not deleting it",
+            out_dir.display()
+        );
+        fs::remove_dir_all(out_dir).with_context(|| format!("removing {}", out_dir.display()))?;
+    }
+    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn hashed_name(stem: &str, ext: &str, bytes: &[u8]) -> String {
+    format!("{stem}-{}.{ext}", &sha256_hex(bytes)[..NAME_HASH_LEN])
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// A Subresource Integrity value.
+fn sri(bytes: &[u8]) -> String {
+    format!(
+        "sha384-{}",
+        base64::engine::general_purpose::STANDARD.encode(Sha384::digest(bytes))
+    )
+}
+
+/// gzip at the best level with a fixed header (no mtime, no name) so builds are reproducible.
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?)
+}
+
+fn brotli(bytes: &[u8]) -> Result<Vec<u8>> {
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_is_deterministic_and_round_trips() -> Result<()> {
+        use std::io::Read as _;
+        let data = b"hello hello hello".repeat(10);
+        let a = gzip(&data)?;
+        ensure!(a == gzip(&data)?);
+        ensure!(a[4..8] == [0, 0, 0, 0], "mtime must be zero");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&a[..]).read_to_end(&mut back)?;
+        ensure!(back == data);
+        Ok(())
+    }
+
+    #[test]
+    fn brotli_round_trips() -> Result<()> {
+        let data = b"hello hello hello".repeat(10);
+        let mut back = Vec::new();
+        brotli::BrotliDecompress(&mut &brotli(&data)?[..], &mut back)?;
+        ensure!(back == data);
+        Ok(())
+    }
+
+    #[test]
+    fn sri_matches_known_value() {
+        // `printf '' | openssl dgst -sha384 -binary | base64`
+        assert_eq!(
+            sri(b""),
+            "sha384-OLBgp1GsljhM2TJ+sbHjaiH9txEUvgdDTAzHv2P24donTt6/529l+9Ua0vFImLlb"
+        );
+        assert_eq!(hashed_name("app", "js", b""), "app-e3b0c44298fc1c14.js");
+    }
+
+    #[test]
+    fn index_rejects_inline_code() {
+        let ok = format!("<head>{TEMPLATE_STYLE_TAG}{TEMPLATE_SCRIPT_TAG}</head>");
+        assert!(render_index(&ok, "s.css", "sha384-a", "a.js", "sha384-b").is_ok());
+        let inline = format!("{ok}<script>alert(1)</script>");
+        assert!(render_index(&inline, "s.css", "sha384-a", "a.js", "sha384-b").is_err());
+        let styled = format!("{ok}<p style=\"color:red\">");
+        assert!(render_index(&styled, "s.css", "sha384-a", "a.js", "sha384-b").is_err());
+        assert!(
+            render_index(TEMPLATE_SCRIPT_TAG, "s.css", "sha384-a", "a.js", "sha384-b").is_err()
+        );
+    }
+}
