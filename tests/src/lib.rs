@@ -1,1 +1,19 @@
-//! Fixtures.
+//! End-to-end test fixtures for Sotto, shared by the test suites and `cargo xtask demo`:
+//!
+//! - [`prosody`]: a throwaway Prosody (config, private CA, data and log in one directory).
+//! - [`browser`]: headless Debian Chromium driven through chromedriver with fantoccini.
+//! - [`bridge`]: the real bridge in-process in front of a fixture Prosody.
+//! - [`wsclient`], [`http`]: raw RFC 7395 / HTTP clients for assertions.
+//! - [`ports`]: free loopback ports, `target/` location, scratch directories, process helpers.
+//!
+//! Every fixture listens on 127.0.0.1 only, keeps its files under the workspace's `target/`,
+//! and stops the processes it started when dropped.
+
+pub mod bridge;
+pub mod browser;
+pub mod http;
+pub mod ports;
+pub mod prosody;
+pub mod wsclient;
+
+pub use ports::{free_loopback_port, target_dir, test_dir};

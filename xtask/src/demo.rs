@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use sotto_tests::prosody::{Prosody, ProsodyOptions};
 
 use crate::dist;
-use crate::util::{apt_install, cargo, ensure_wasm_target, have, run, target_dir};
+use crate::util::{apt_install, cargo, ensure_wasm_target, have, run_command, target_dir};
 
 /// Where the bridge listens unless `--listen` says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -38,7 +38,7 @@ pub fn run(listen: &str) -> Result<()> {
     ensure_wasm_target()?;
 
     dist::run(&dist::DistOptions::default())?;
-    run(cargo().args(["build", "--quiet", "-p", "sotto-bridge"]))?;
+    run_command(cargo().args(["build", "--quiet", "-p", "sotto-bridge"]))?;
 
     let demo_dir = target_dir().join("demo");
     std::fs::create_dir_all(&demo_dir)?;
@@ -66,7 +66,11 @@ pub fn run(listen: &str) -> Result<()> {
     for (user, password) in &accounts {
         println!("    {user}@localhost   password: {password}");
     }
-    println!("\n  Prosody:   {} (data in {})", prosody.c2s_addr(), prosody.data_dir().display());
+    println!(
+        "\n  Prosody:   {} (data in {})",
+        prosody.c2s_addr(),
+        prosody.data_dir().display()
+    );
     println!("  Metrics:   http://{listen}/metrics");
     println!("\nPress Ctrl-C to stop everything.");
 
@@ -152,7 +156,7 @@ fn ensure_accounts(prosody: &Prosody, file: &Path) -> Result<Vec<(String, String
             .collect::<Result<_>>()?;
         let text: String = accounts.iter().map(|(u, p)| format!("{u} {p}\n")).collect();
         std::fs::write(file, text)?;
-        run(Command::new("chmod").arg("600").arg(file))?;
+        run_command(Command::new("chmod").arg("600").arg(file))?;
     }
     for (user, password) in &accounts {
         if !prosody.user_exists(user) {

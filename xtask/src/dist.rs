@@ -109,7 +109,10 @@ pub fn run(opts: &DistOptions) -> Result<DistReport> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
     let mut rustflags = vec![format!("--remap-path-prefix={}=/sotto", root.display())];
     if let Some(cargo_home) = cargo_home {
-        rustflags.push(format!("--remap-path-prefix={}=/cargo", cargo_home.display()));
+        rustflags.push(format!(
+            "--remap-path-prefix={}=/cargo",
+            cargo_home.display()
+        ));
     }
     let status = Command::new(&cargo)
         .current_dir(root)

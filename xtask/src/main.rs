@@ -4,7 +4,7 @@
 //! - `cargo xtask demo [--listen ADDR]` runs Prosody, the bridge and the client locally.
 //! - `cargo xtask test [--quick]` runs every check and test suite.
 
-// mod demo; (wired once the Prosody fixture lands)
+mod demo;
 mod dist;
 mod test;
 mod util;
@@ -26,6 +26,8 @@ fn main() -> ExitCode {
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match strs.as_slice() {
         ["dist"] => dist::run(&dist::DistOptions::default()).map(|_| ()),
+        ["demo"] => demo::run(demo::DEFAULT_LISTEN),
+        ["demo", "--listen", addr] => demo::run(addr),
         ["test"] => test::run(false),
         ["test", "--quick"] => test::run(true),
         ["-h" | "--help"] | [] => {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::dist;
-use crate::util::{cargo, ensure_wasm_target, run as run_command, target_dir};
+use crate::util::{cargo, ensure_wasm_target, run_command, target_dir};
 
 /// Crates that must stay sans-IO: they may not depend on these (checked with `cargo tree`).
 const SANS_IO_CRATES: [&str; 2] = ["sotto-session", "sotto-omemo"];
@@ -74,14 +74,18 @@ pub fn run(quick: bool) -> Result<()> {
     }
     steps.step("cargo test (unit, integration, browser)", || {
         let mut cmd = cargo();
-        cmd.args(["test", "--workspace"]).env("SOTTO_DIST_DIR", &dist_dir);
+        cmd.args(["test", "--workspace"])
+            .env("SOTTO_DIST_DIR", &dist_dir);
         if quick {
             cmd.args(["--", "--skip", "browser_"]);
         }
         run_command(&mut cmd)
     })?;
     steps.step("no test process left behind", check_no_leftovers)?;
-    eprintln!("\nAll checks passed{}:", if quick { " (quick mode)" } else { "" });
+    eprintln!(
+        "\nAll checks passed{}:",
+        if quick { " (quick mode)" } else { "" }
+    );
     for (name, secs) in &steps.done {
         eprintln!("  {secs:>7.1} s  {name}");
     }
@@ -91,7 +95,9 @@ pub fn run(quick: bool) -> Result<()> {
 fn check_sans_io() -> Result<()> {
     for krate in SANS_IO_CRATES {
         let output = cargo()
-            .args(["tree", "-p", krate, "-e", "normal", "--prefix", "none", "--format", "{p}"])
+            .args([
+                "tree", "-p", krate, "-e", "normal", "--prefix", "none", "--format", "{p}",
+            ])
             .output()?;
         if !output.status.success() {
             bail!("cargo tree -p {krate} failed");
@@ -113,7 +119,10 @@ fn check_no_leftovers() -> Result<()> {
     let mut leftovers = Vec::new();
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.chars().all(|c| c.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        else {
             continue;
         };
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {

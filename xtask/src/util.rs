@@ -29,7 +29,7 @@ pub fn cargo() -> Command {
 }
 
 /// Runs a command, failing with its description when it fails.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub fn run_command(cmd: &mut Command) -> Result<()> {
     let description = format!("{cmd:?}");
     let status = cmd
         .status()
@@ -42,9 +42,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// Whether a program is on PATH.
 pub fn have(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// Whether we run as root (needed to install Debian packages).
@@ -75,14 +74,19 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
     let policy = Path::new("/usr/sbin/policy-rc.d");
     let had_policy = policy.exists();
     if !had_policy {
-        std::fs::write(policy, "#!/bin/sh\n# written by cargo xtask: keep services from starting\nexit 101\n")?;
-        run(Command::new("chmod").args(["755", "/usr/sbin/policy-rc.d"]))?;
+        std::fs::write(
+            policy,
+            "#!/bin/sh\n# written by cargo xtask: keep services from starting\nexit 101\n",
+        )?;
+        run_command(Command::new("chmod").args(["755", "/usr/sbin/policy-rc.d"]))?;
     }
-    let result = run(Command::new("apt-get").args(["update", "-qq"])).and_then(|()| {
-        run(Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(packages))
+    let result = run_command(Command::new("apt-get").args(["update", "-qq"])).and_then(|()| {
+        run_command(
+            Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(packages),
+        )
     });
     if !had_policy {
         let _ = std::fs::remove_file(policy);
@@ -99,9 +103,11 @@ pub fn ensure_wasm_target() -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
         .unwrap_or(false);
     if !installed {
-        run(Command::new("rustup")
-            .current_dir(workspace_root())
-            .args(["target", "add", "wasm32-unknown-unknown"]))?;
+        run_command(Command::new("rustup").current_dir(workspace_root()).args([
+            "target",
+            "add",
+            "wasm32-unknown-unknown",
+        ]))?;
     }
     Ok(())
 }

@@ -122,7 +122,10 @@ mod tests {
     fn parses_ws_and_wss() {
         let url = ServiceUrl::parse("WSS://Chat.Example.org:5443/xmpp-websocket").unwrap();
         assert!(url.is_secure());
-        assert_eq!(url.to_string(), "wss://chat.example.org:5443/xmpp-websocket");
+        assert_eq!(
+            url.to_string(),
+            "wss://chat.example.org:5443/xmpp-websocket"
+        );
         let url = ServiceUrl::parse("ws://127.0.0.1:8080").unwrap();
         assert!(!url.is_secure());
         assert_eq!(url.to_string(), "ws://127.0.0.1:8080/");

@@ -1,0 +1,226 @@
+//! Browser suite: the dist site, served by the real bridge in front of a real Prosody, in
+//! headless Chromium. Test names start with `browser_` (`cargo xtask test --quick` skips them).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use sotto_tests::bridge::BridgeFixture;
+use sotto_tests::browser::{with_browser, Browser};
+use sotto_tests::http::{get, get_with};
+use sotto_tests::prosody::{Prosody, ProsodyOptions};
+
+const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
+const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The built site: `SOTTO_DIST_DIR` (set by `cargo xtask test`) or `target/dist`. A missing site
+/// fails the test rather than skipping it: run `cargo xtask dist` first.
+fn dist_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("SOTTO_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sotto_tests::target_dir().join("dist"));
+    ensure!(
+        dir.join("index.html").is_file(),
+        "no built client in {} — run `cargo xtask dist` (cargo xtask test does it for you)",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+fn start_prosody(name: &str) -> Result<Prosody> {
+    Prosody::start(ProsodyOptions {
+        dir: sotto_tests::test_dir(name)?,
+        domain: "localhost".into(),
+        websocket: false,
+    })
+}
+
+/// The first-load assets that index.html references, in order.
+fn referenced_assets(index: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for part in index.split(attr).skip(1) {
+            if let Some(value) = part.split('"').next() {
+                if !value.contains("://") && !value.starts_with('#') {
+                    out.push(value.trim_start_matches('/').to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_login_screen_renders_under_production_csp() -> Result<()> {
+    let dist = dist_dir()?;
+    let prosody = start_prosody("browser-login-screen")?;
+    let bridge = BridgeFixture::start(&prosody, Some(&dist), "").await?;
+
+    // The headers the browser will enforce.
+    let index = get(bridge.addr(), "/").await?;
+    assert_eq!(index.status, 200);
+    let csp = index
+        .header("content-security-policy")
+        .context("no CSP")?
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("'unsafe-eval'"),
+        "{csp}"
+    );
+    assert_eq!(index.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(index.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(index.header("cache-control"), Some("no-cache"));
+    // Subresource Integrity on every script and stylesheet; no inline script.
+    for tag in index
+        .body
+        .split('<')
+        .filter(|t| t.starts_with("script") || t.starts_with("link rel=\"stylesheet\""))
+    {
+        assert!(tag.contains("integrity=\"sha384-"), "no SRI on <{tag}");
+    }
+    assert!(
+        !index.body.contains("<script>") && !index.body.contains("<style"),
+        "{}",
+        index.body
+    );
+    // Hashed assets are immutable and served pre-compressed.
+    for asset in referenced_assets(&index.body)
+        .iter()
+        .filter(|a| a.contains('-'))
+    {
+        let response = get_with(
+            bridge.addr(),
+            &format!("/{asset}"),
+            &[("Accept-Encoding", "br, gzip")],
+        )
+        .await?;
+        assert_eq!(response.status, 200, "{asset}");
+        assert_eq!(response.header("content-encoding"), Some("br"), "{asset}");
+        assert!(
+            response
+                .header("cache-control")
+                .is_some_and(|c| c.contains("immutable")),
+            "{asset}"
+        );
+    }
+
+    let url = bridge.http_url();
+    with_browser("browser_login_screen", async |b: &Browser| {
+        b.goto(&url).await?;
+        let version = b.wait_for_testid("app-version", LOAD_TIMEOUT).await?;
+        let text = version.text().await?;
+        ensure!(text.contains(APP_VERSION), "version shown: {text:?}");
+        for testid in ["login-jid", "login-password", "login-mode-kiosk", "login-submit", "connection-state"] {
+            b.wait_for_testid(testid, Duration::from_secs(2)).await?;
+        }
+        let state = b.wait_for_testid("connection-state", Duration::from_secs(2)).await?.text().await?;
+        ensure!(state == "offline", "connection state: {state:?}");
+
+        // The CSP is enforced: a script injected into the page does not run.
+        let ran = b
+            .client()
+            .execute(
+                "const s = document.createElement('script'); s.textContent = 'window.__injected = 1;'; \
+                 document.body.appendChild(s); return window.__injected === 1;",
+                vec![],
+            )
+            .await?;
+        ensure!(ran == serde_json::Value::Bool(false), "an injected inline script ran");
+        let log = b.console_log().await?;
+        ensure!(
+            log.iter().any(|l| l.contains("Content Security Policy")),
+            "the CSP violation was not reported: {log:?}"
+        );
+        // Nothing else went wrong while loading (favicon requests aside).
+        let errors: Vec<&String> = log
+            .iter()
+            .filter(|l| l.starts_with("SEVERE") && !l.contains("favicon") && !l.contains("Content Security Policy"))
+            .collect();
+        ensure!(errors.is_empty(), "console errors: {errors:?}");
+        save_screenshot(b, "login").await?;
+        Ok(())
+    })
+    .await?;
+    bridge.stop().await?;
+    Ok(())
+}
+
+/// Subresource Integrity really guards the wasm: a site whose wasm differs by one byte from the
+/// one its bootstrap names must not start, and must say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_tampered_wasm_is_refused() -> Result<()> {
+    let dist = dist_dir()?;
+    let tampered = sotto_tests::test_dir("browser-tampered-site")?;
+    let mut wasm_name = None;
+    for entry in std::fs::read_dir(&dist)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".wasm.gz") || name.ends_with(".wasm.br") {
+            continue; // serve the tampered file itself, not a pristine compressed copy
+        }
+        let mut bytes = std::fs::read(entry.path())?;
+        if name.ends_with(".wasm") {
+            bytes.push(0);
+            wasm_name = Some(name.clone());
+        }
+        std::fs::write(tampered.join(&name), bytes)?;
+    }
+    if wasm_name.is_none() {
+        bail!("no wasm in {}", dist.display());
+    }
+    let prosody = start_prosody("browser-tampered")?;
+    let bridge = BridgeFixture::start(&prosody, Some(Path::new(&tampered)), "").await?;
+    let url = bridge.http_url();
+    with_browser("browser_tampered_wasm", async |b: &Browser| {
+        b.goto(&url).await?;
+        let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
+        loop {
+            let boot = b
+                .client()
+                .execute(
+                    "const e = document.querySelector('.boot'); return e ? e.textContent : '';",
+                    vec![],
+                )
+                .await?;
+            let boot = boot.as_str().unwrap_or_default().to_owned();
+            if boot.contains("could not start") {
+                break;
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no start failure shown: {boot:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let app = b
+            .client()
+            .execute(
+                "return document.getElementById('app').children.length;",
+                vec![],
+            )
+            .await?;
+        ensure!(
+            app == serde_json::json!(0),
+            "the app rendered from a tampered wasm"
+        );
+        let log = b.console_log().await?;
+        ensure!(
+            log.iter().any(|l| l.contains("integrity")),
+            "no SRI failure logged: {log:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    bridge.stop().await?;
+    Ok(())
+}
+
+async fn save_screenshot(b: &Browser, name: &str) -> Result<()> {
+    let dir = sotto_tests::target_dir().join("screenshots");
+    std::fs::create_dir_all(&dir)?;
+    b.screenshot(&dir.join(format!("{name}.png"))).await
+}
