@@ -58,7 +58,7 @@ mod tests {
 
     #[test]
     fn groups_of_eight_lowercase_hex() {
-        let key: [u8; 32] = core::array::from_fn(|i| (i as u8) * 7 + 0xa0);
+        let key: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(7).wrapping_add(0xa0));
         let fp = Fingerprint::from_curve25519_public(&key);
         let text = fp.to_string();
         let groups: Vec<&str> = text.split(' ').collect();

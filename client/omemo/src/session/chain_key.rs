@@ -32,6 +32,11 @@ impl ChainKey {
         self.index
     }
 
+    /// The raw chain key, for pickling and tests.
+    pub(crate) fn key_bytes(&self) -> &[u8; 32] {
+        &self.key
+    }
+
     /// The message keys for the message at [`ChainKey::index`].
     pub fn message_keys(&self) -> MessageKeys {
         let mut seed = self.hmac(&MESSAGE_KEY_SEED);
@@ -51,13 +56,7 @@ impl ChainKey {
     }
 
     fn hmac(&self, input: &[u8]) -> [u8; 32] {
-        // HMAC accepts keys of any length, so this constructor cannot fail for a 32-byte key.
-        let mut mac = match HmacSha256::new_from_slice(&self.key) {
-            Ok(mac) => mac,
-            Err(_) => unreachable_hmac_key_length(),
-        };
-        mac.update(input);
-        mac.finalize().into_bytes().into()
+        hmac_sha256(&self.key, &[input])
     }
 }
 
@@ -67,6 +66,19 @@ impl core::fmt::Debug for ChainKey {
             .field("index", &self.index)
             .finish_non_exhaustive()
     }
+}
+
+/// HMAC-SHA256 over the concatenation of `parts`.
+pub(crate) fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this constructor cannot fail for a 32-byte key.
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => unreachable_hmac_key_length(),
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
 }
 
 #[cold]

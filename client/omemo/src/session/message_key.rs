@@ -3,6 +3,7 @@
 //! `HKDF-SHA256(ikm = seed, salt = 32 zero bytes, info = "WhisperMessageKeys", 80 bytes)`
 //! split into the AES-256-CBC key (32), the HMAC-SHA256 key (32) and the CBC IV (16).
 
+use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -37,6 +38,33 @@ impl MessageKeys {
         keys.iv.copy_from_slice(&okm[64..]);
         okm.zeroize();
         keys
+    }
+
+    pub(crate) fn from_parts(
+        cipher_key: [u8; 32],
+        mac_key: [u8; 32],
+        iv: [u8; 16],
+        counter: u32,
+    ) -> Self {
+        Self {
+            cipher_key,
+            mac_key,
+            iv,
+            counter,
+        }
+    }
+
+    /// AES-256-CBC with PKCS#7 padding under these keys.
+    pub(crate) fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
+        cbc::Encryptor::<aes::Aes256>::new(&self.cipher_key.into(), &self.iv.into())
+            .encrypt_padded_vec_mut::<Pkcs7>(plaintext)
+    }
+
+    /// The inverse of [`MessageKeys::encrypt`]; `None` for a bad length or padding.
+    pub(crate) fn decrypt(&self, ciphertext: &[u8]) -> Option<Vec<u8>> {
+        cbc::Decryptor::<aes::Aes256>::new(&self.cipher_key.into(), &self.iv.into())
+            .decrypt_padded_vec_mut::<Pkcs7>(ciphertext)
+            .ok()
     }
 
     /// The AES-256-CBC key.
