@@ -34,6 +34,10 @@ pub enum KeyError {
     /// The key is not 33 bytes long.
     #[error("a public key must be 33 bytes (0x05 || key), got {0}")]
     InvalidLength(usize),
+    /// The top bit of the `u` coordinate is set. X25519 ignores that bit, so accepting it
+    /// would make keys malleable; no honest implementation sets it.
+    #[error("the public key has its top bit set")]
+    NonCanonical,
     /// The first byte is not libsignal's Curve25519 type byte `0x05`.
     #[error("unknown public key type byte {0:#04x}")]
     UnknownType(u8),
@@ -64,9 +68,14 @@ impl PublicKey {
     /// Decode libsignal's serialised form `0x05 || u` (33 bytes).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         match bytes {
-            [DJB_TYPE, rest @ ..] => <[u8; 32]>::try_from(rest)
-                .map(Self)
-                .map_err(|_| KeyError::InvalidLength(bytes.len())),
+            [DJB_TYPE, rest @ ..] => {
+                let raw =
+                    <[u8; 32]>::try_from(rest).map_err(|_| KeyError::InvalidLength(bytes.len()))?;
+                if raw[31] & 0x80 != 0 {
+                    return Err(KeyError::NonCanonical);
+                }
+                Ok(Self(raw))
+            }
             [other, ..] if bytes.len() == PUBLIC_KEY_LENGTH => Err(KeyError::UnknownType(*other)),
             _ => Err(KeyError::InvalidLength(bytes.len())),
         }
@@ -475,6 +484,9 @@ mod tests {
         wrong[0] = 0x06;
         assert_eq!(PublicKey::from_bytes(&wrong), Err(KeyError::UnknownType(6)));
         assert_eq!(PublicKey::from_bytes(&[]), Err(KeyError::InvalidLength(0)));
+        let mut high = bytes;
+        high[32] |= 0x80;
+        assert_eq!(PublicKey::from_bytes(&high), Err(KeyError::NonCanonical));
     }
 
     #[test]

@@ -79,8 +79,10 @@ mod proto {
 fn check_version(bytes: &[u8], min_len: usize) -> Result<&[u8], DecodeError> {
     match bytes {
         [version, rest @ ..] if bytes.len() >= min_len => {
-            // libsignal accepts any low nibble; the high nibble is the protocol version.
-            if version >> 4 == 3 {
+            // libsignal would accept any low nibble, but the outer byte of a prekey message is
+            // not authenticated; every implementation sends exactly 0x33 (python-oldmemo
+            // rejects anything else too).
+            if *version == VERSION_BYTE {
                 Ok(rest)
             } else {
                 Err(DecodeError::UnsupportedVersion(*version))
