@@ -3,9 +3,11 @@
 //! - `cargo xtask dist` builds the browser client into `target/dist/`.
 //! - `cargo xtask demo [--listen ADDR]` runs Prosody, the bridge and the client locally.
 //! - `cargo xtask test [--quick]` runs every check and test suite.
+//! - `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz target for N seconds (default 60).
 
 mod demo;
 mod dist;
+mod fuzz;
 mod test;
 mod util;
 
@@ -19,7 +21,9 @@ usage: cargo xtask <command>
   demo [--listen ADDR]    start a throwaway Prosody, the bridge on ADDR (default 127.0.0.1:8080)
                           and the client; Ctrl-C stops everything
   test [--quick]          fmt, clippy, unit and integration tests, wasm build, browser suite
-                          (--quick: fmt and native tests only, for the inner loop)";
+                          (--quick: fmt and native tests only, for the inner loop)
+  fuzz [--seconds N]      run every cargo-fuzz target under fuzz/ for N seconds each (default 60;
+                          installs the nightly toolchain and cargo-fuzz when missing)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +34,14 @@ fn main() -> ExitCode {
         ["demo", "--listen", addr] => demo::run(addr),
         ["test"] => test::run(false),
         ["test", "--quick"] => test::run(true),
+        ["fuzz"] => fuzz::run(fuzz::DEFAULT_SECONDS).map(|_| ()),
+        ["fuzz", "--seconds", n] => match n.parse::<u64>() {
+            Ok(n) if n > 0 => fuzz::run(n).map(|_| ()),
+            _ => {
+                eprintln!("--seconds needs a positive whole number\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         ["-h" | "--help"] | [] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::dist;
+use crate::fuzz;
 use crate::util::{cargo, ensure_wasm_target, run_command, target_dir};
 
 /// Crates that must stay sans-IO: they may not depend on these (checked with `cargo tree`).
@@ -81,6 +82,12 @@ pub fn run(quick: bool) -> Result<()> {
         }
         run_command(&mut cmd)
     })?;
+    if !quick {
+        steps.step(
+            &format!("fuzz targets ({} s each)", fuzz::TEST_SECONDS),
+            || fuzz::run(fuzz::TEST_SECONDS).map(|_| ()),
+        )?;
+    }
     steps.step("no test process left behind", check_no_leftovers)?;
     eprintln!(
         "\nAll checks passed{}:",
