@@ -1,6 +1,14 @@
 //! Alice ↔ Bob end to end: prekey messages, replies, reordering, loss, duplicates, tampering,
 //! ratchet steps, limits, pickles. Every failed decryption must leave the state unchanged.
 
+// An integration-test crate: its helpers are test code too (clippy.toml only covers #[test] fns).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 use sotto_omemo::{
     account::{Account, AccountPickle, InboundSessionError, RemoteBundle},
@@ -557,7 +565,7 @@ fn debug_output_has_no_secrets() {
     let text = format!("{alice:?} {alice_account:?} {pickle:?}");
     assert!(!text.contains(&root_hex[..16]), "{text}");
     assert!(
-        !text.contains(&format!("{:?}", &root[..4]).trim_matches(['[', ']'])),
+        !text.contains(format!("{:?}", &root[..4]).trim_matches(['[', ']'])),
         "{text}"
     );
     assert!(text.contains("Session {"), "{text}");
