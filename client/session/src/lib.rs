@@ -19,7 +19,19 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod error;
+pub mod event;
+mod ns;
+pub mod scram;
 pub mod service;
+mod session;
+pub mod time;
+
+pub use error::{CommandError, LoginError, StreamError};
+pub use event::{Availability, ChatMessage, ChatState, Direction, Event, RosterItem, Subscription};
+pub use jid::{BareJid, FullJid, Jid};
+pub use session::{Config, Session};
+pub use time::Instant;
 
 /// The WebSocket subprotocol that RFC 7395 §3.1 requires on every XMPP WebSocket.
 pub const WEBSOCKET_SUBPROTOCOL: &str = "xmpp";

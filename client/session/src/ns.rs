@@ -1,0 +1,21 @@
+//! Namespaces the session speaks, in one place.
+
+pub const CLIENT: &str = "jabber:client";
+pub const FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+pub const STREAM: &str = "http://etherx.jabber.org/streams";
+pub const STREAMS_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+pub const ROSTER: &str = "jabber:iq:roster";
+pub const SM: &str = "urn:xmpp:sm:3";
+pub const CARBONS: &str = "urn:xmpp:carbons:2";
+pub const FORWARD: &str = "urn:xmpp:forward:0";
+pub const DELAY: &str = "urn:xmpp:delay";
+pub const RECEIPTS: &str = "urn:xmpp:receipts";
+pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+pub const SID: &str = "urn:xmpp:sid:0";
+pub const PING: &str = "urn:xmpp:ping";
+pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub const CAPS: &str = "http://jabber.org/protocol/caps";
+pub const HINTS: &str = "urn:xmpp:hints";
