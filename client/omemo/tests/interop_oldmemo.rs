@@ -1,0 +1,235 @@
+//! Interoperability with python-oldmemo (an independent OMEMO 0.3 implementation), both ways.
+//!
+//! Ignored by default because it needs Python and `oldmemo[xml]` from PyPI; run it with
+//! `client/omemo/interop/run.sh` (see `client/omemo/interop/README.md`).
+
+// An integration-test crate: its helpers are test code too (clippy.toml only covers #[test] fns).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+use serde_json::{json, Value};
+use sotto_omemo::{
+    account::{Account, Bundle, RemoteBundle},
+    messages::{OmemoKeyMessage, PreKeySignalMessage},
+    payload::{self, KeyTransport},
+    session::Session,
+};
+
+fn python() -> PathBuf {
+    std::env::var_os("SOTTO_OLDMEMO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/omemo-interop/venv/bin/python")
+        })
+}
+
+struct Peer {
+    state: PathBuf,
+}
+
+impl Peer {
+    fn new(name: &str) -> Self {
+        let state =
+            std::env::temp_dir().join(format!("sotto-oldmemo-{}-{name}.json", std::process::id()));
+        let _ = std::fs::remove_file(&state);
+        Self { state }
+    }
+
+    fn call(&self, command: &str, request: &Value) -> Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/oldmemo_peer.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(&self.state)
+            .arg(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python with oldmemo (see interop/README.md)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "oldmemo peer `{command}` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.state);
+    }
+}
+
+fn h(v: &Value) -> Vec<u8> {
+    hex::decode(v.as_str().unwrap()).unwrap()
+}
+
+fn bundle_json(b: &Bundle) -> Value {
+    json!({
+        "identity_key": hex::encode(b.identity_key().to_bytes()),
+        "signed_pre_key_id": b.signed_pre_key_id(),
+        "signed_pre_key": hex::encode(b.signed_pre_key().to_bytes()),
+        "signed_pre_key_signature": hex::encode(b.signed_pre_key_signature()),
+        "pre_keys": b.pre_keys().iter().map(|(id, k)| json!([id, hex::encode(k.to_bytes())])).collect::<Vec<_>>(),
+    })
+}
+
+fn remote_bundle(v: &Value) -> RemoteBundle {
+    RemoteBundle::new(
+        &h(&v["identity_key"]),
+        u32::try_from(v["signed_pre_key_id"].as_u64().unwrap()).unwrap(),
+        &h(&v["signed_pre_key"]),
+        &h(&v["signed_pre_key_signature"]),
+        v["pre_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (u32::try_from(p[0].as_u64().unwrap()).unwrap(), h(&p[1]))),
+    )
+    .expect("oldmemo's bundle verifies with the libsignal sign-bit rule")
+}
+
+/// Decrypt a reply from the peer on our session.
+fn open_reply(session: &mut Session, reply: &Value, rng: &mut ChaCha20Rng) -> String {
+    let message = OmemoKeyMessage::from_bytes(&h(&reply["key"]), false).unwrap();
+    let material = session.decrypt(&message, rng).unwrap();
+    let text = payload::decrypt(&material, &h(&reply["iv"]), &h(&reply["payload"])).unwrap();
+    String::from_utf8(text.to_vec()).unwrap()
+}
+
+#[test]
+#[ignore = "needs python-oldmemo: run client/omemo/interop/run.sh"]
+fn we_initiate_and_oldmemo_decrypts() {
+    let mut rng = ChaCha20Rng::seed_from_u64(2024);
+    let account = Account::new(&mut rng);
+    let ours = bundle_json(&account.bundle());
+    let peer = Peer::new("responder");
+
+    let theirs = remote_bundle(&peer.call("bundle", &json!({})));
+    let mut session = account.create_outbound_session(&theirs, &mut rng);
+
+    // 1. Our prekey message; oldmemo builds its session passively and answers.
+    let body = payload::encrypt("Hallo from Sotto ✓".as_bytes(), &mut rng);
+    let key = session.encrypt(body.key_material.as_bytes()).unwrap();
+    assert!(key.is_prekey());
+    let resp = peer.call(
+        "receive",
+        &json!({
+            "bundle": ours, "key": hex::encode(key.as_bytes()), "prekey": true,
+            "iv": hex::encode(body.iv), "payload": hex::encode(&body.ciphertext),
+            "reply": "reply 1 from oldmemo",
+        }),
+    );
+    assert_eq!(resp["plaintext"], "Hallo from Sotto ✓");
+    assert_eq!(resp["key_material_length"], 32);
+    assert_eq!(
+        open_reply(&mut session, &resp["reply"], &mut rng),
+        "reply 1 from oldmemo"
+    );
+    assert!(session.is_acknowledged());
+
+    // 2. Two normal messages delivered out of order, then a key-transport message.
+    let texts = ["second", "third"];
+    let sent: Vec<_> = texts
+        .iter()
+        .map(|t| {
+            let body = payload::encrypt(t.as_bytes(), &mut rng);
+            let key = session.encrypt(body.key_material.as_bytes()).unwrap();
+            assert!(!key.is_prekey());
+            (body, key)
+        })
+        .collect();
+    for i in [1, 0] {
+        let (body, key) = &sent[i];
+        let resp = peer.call(
+            "receive",
+            &json!({
+                "bundle": ours, "key": hex::encode(key.as_bytes()), "prekey": false,
+                "iv": hex::encode(body.iv), "payload": hex::encode(&body.ciphertext),
+                "reply": format!("ack {i}"),
+            }),
+        );
+        assert_eq!(resp["plaintext"], texts[i]);
+        assert_eq!(
+            open_reply(&mut session, &resp["reply"], &mut rng),
+            format!("ack {i}")
+        );
+    }
+    let kt = KeyTransport::generate(&mut rng);
+    let key = session.encrypt(kt.as_bytes()).unwrap();
+    let resp = peer.call(
+        "receive",
+        &json!({ "bundle": ours, "key": hex::encode(key.as_bytes()), "prekey": false, "reply": "after heartbeat" }),
+    );
+    assert_eq!(resp["key_material_length"], 16);
+    assert_eq!(
+        open_reply(&mut session, &resp["reply"], &mut rng),
+        "after heartbeat"
+    );
+}
+
+#[test]
+#[ignore = "needs python-oldmemo: run client/omemo/interop/run.sh"]
+fn oldmemo_initiates_and_we_decrypt() {
+    // Several identities so that both Ed25519 sign bits of our XEdDSA signatures are exercised
+    // against oldmemo's verification.
+    let mut sign_bits = [false; 2];
+    for seed in 0..6u64 {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut account = Account::new(&mut rng);
+        let bundle = account.bundle();
+        sign_bits[usize::from(bundle.signed_pre_key_signature()[63] >> 7)] = true;
+        let ours = bundle_json(&bundle);
+        let peer = Peer::new(&format!("initiator-{seed}"));
+
+        let resp = peer.call(
+            "initiate",
+            &json!({ "bundle": ours, "text": format!("hi Sotto {seed}") }),
+        );
+        let message = PreKeySignalMessage::from_bytes(&h(&resp["key"])).unwrap();
+        let inbound = account.create_inbound_session(&message, &mut rng).unwrap();
+        let text =
+            payload::decrypt(&inbound.plaintext, &h(&resp["iv"]), &h(&resp["payload"])).unwrap();
+        assert_eq!(text.as_slice(), format!("hi Sotto {seed}").as_bytes());
+        assert_eq!(account.unused_one_time_pre_keys(), 99);
+
+        // Our answer on the new session.
+        let mut session = inbound.session;
+        let body = payload::encrypt(b"hello oldmemo", &mut rng);
+        let key = session.encrypt(body.key_material.as_bytes()).unwrap();
+        assert!(!key.is_prekey());
+        let resp = peer.call(
+            "receive",
+            &json!({
+                "bundle": ours, "key": hex::encode(key.as_bytes()), "prekey": false,
+                "iv": hex::encode(body.iv), "payload": hex::encode(&body.ciphertext),
+                "reply": "and back",
+            }),
+        );
+        assert_eq!(resp["plaintext"], "hello oldmemo");
+        assert_eq!(
+            open_reply(&mut session, &resp["reply"], &mut rng),
+            "and back"
+        );
+    }
+    assert_eq!(sign_bits, [true, true], "both sign bits covered");
+}
