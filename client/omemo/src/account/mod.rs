@@ -49,12 +49,20 @@ pub enum InboundSessionError {
 }
 
 /// A new inbound session and the plaintext of the message that created it.
-#[derive(Debug)]
 pub struct InboundCreationResult {
     /// The session; store it (as a pickle) for the sender's device.
     pub session: Session,
     /// The decrypted ratchet plaintext.
     pub plaintext: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for InboundCreationResult {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InboundCreationResult")
+            .field("session", &self.session)
+            .field("plaintext_len", &self.plaintext.len())
+            .finish()
+    }
 }
 
 #[derive(Clone)]
