@@ -1,49 +1,368 @@
-//! `sotto`: the Sotto command-line client.
+//! `sotto`: the Sotto command-line client, for scripts, bots and tests.
 //!
-//! The command set (send, listen, roster, add, remove, devices, fingerprints) is defined by the
-//! session milestone; until the session core can log in, every command says so plainly and
-//! exits with status 2 instead of pretending to work.
+//! Exit codes: 0 success, 1 failure, 2 usage error, 3 timeout, 4 login refused,
+//! 5 server unreachable.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-use sotto_session::service::ServiceUrl;
+use sotto_session::native::{Client, DriverError, WaitError};
+use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
+use zeroize::Zeroizing;
 
 const USAGE: &str = "\
-usage: sotto --service URL --jid JID [--store DIR] [--ca FILE] COMMAND
-       sotto --version
+usage: sotto --service URL --jid JID [--ca FILE] [--store DIR] [--resource NAME] COMMAND
 
-The password is read from SOTTO_PASSWORD or prompted on a terminal, never from a flag.
-Commands: send TO TEXT [--plaintext] | listen [--count N] [--timeout SECS] [--echo]
-          roster | add JID | remove JID | devices | fingerprints";
+The password is read from SOTTO_PASSWORD, or prompted for on a terminal; never from a flag.
+
+Commands:
+  send TO TEXT [--plaintext]     send one chat message. End-to-end encryption (OMEMO) is not in
+                                 this build yet, so --plaintext is required to send unencrypted
+  listen [--count N] [--timeout SECS] [--echo]
+                                 print each received chat message as one JSON line
+                                 {\"from\", \"body\", \"encrypted\"}; exit 0 after N messages,
+                                 3 on timeout; --echo replies with the same body
+  roster                         print the roster, one JSON line per contact
+  add JID | remove JID           add a contact (and ask to see their presence) / remove one
+  approve JID | deny JID         answer a contact's subscription request
+  -V, --version                  print the version
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout, 4 login refused, 5 server unreachable.";
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_TIMEOUT: u8 = 3;
+const EXIT_LOGIN: u8 = 4;
+const EXIT_UNREACHABLE: u8 = 5;
+
+/// How long login may take.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Failure(u8, String);
+
+impl From<DriverError> for Failure {
+    fn from(e: DriverError) -> Self {
+        let code = match e {
+            DriverError::Timeout => EXIT_TIMEOUT,
+            DriverError::Connect(_) | DriverError::Subprotocol => EXIT_UNREACHABLE,
+            _ => EXIT_FAILURE,
+        };
+        Failure(code, e.to_string())
+    }
+}
+
+impl From<WaitError> for Failure {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Login(LoginError::Timeout) => Failure(EXIT_TIMEOUT, e.to_string()),
+            WaitError::Login(_) => Failure(EXIT_LOGIN, e.to_string()),
+            WaitError::Stream(ref s) if s.condition == "host-unknown" => Failure(
+                EXIT_UNREACHABLE,
+                format!("{e} (unknown domain at the bridge)"),
+            ),
+            WaitError::Stream(ref s) if s.condition == "remote-connection-failed" => {
+                Failure(EXIT_UNREACHABLE, e.to_string())
+            }
+            WaitError::Stream(_) => Failure(EXIT_FAILURE, e.to_string()),
+            WaitError::Driver(d) => d.into(),
+            other => Failure(EXIT_FAILURE, other.to_string()),
+        }
+    }
+}
+
+struct Options {
+    service: String,
+    jid: BareJid,
+    ca: Option<PathBuf>,
+    resource: Option<String>,
+    command: Vec<String>,
+}
+
+fn parse_args(args: Vec<String>) -> Result<Options, Failure> {
+    let usage = |msg: &str| Failure(EXIT_USAGE, format!("{msg}\n\n{USAGE}"));
+    let mut service = None;
+    let mut jid = None;
+    let mut ca = None;
+    let mut resource = None;
+    let mut command = Vec::new();
+    let mut iter = args.into_iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--service" => service = iter.next(),
+            "--jid" => jid = iter.next(),
+            "--ca" => ca = iter.next().map(PathBuf::from),
+            "--store" => {
+                // Accepted for forward compatibility; this build keeps no state.
+                let _ = iter.next();
+            }
+            "--resource" => resource = iter.next(),
+            "--password" => {
+                return Err(usage(
+                    "passwords are never taken from flags: set SOTTO_PASSWORD",
+                ))
+            }
+            _ => {
+                command.push(arg);
+                command.extend(iter.by_ref());
+            }
+        }
+    }
+    let service = service.ok_or_else(|| usage("--service is required"))?;
+    let jid = jid.ok_or_else(|| usage("--jid is required"))?;
+    let jid: BareJid = jid
+        .parse()
+        .map_err(|_| usage(&format!("{jid:?} is not a valid address (name@domain)")))?;
+    if jid.node().is_none() {
+        return Err(usage("the address needs a name part (name@domain)"));
+    }
+    if command.is_empty() {
+        return Err(usage("no command given"));
+    }
+    Ok(Options {
+        service,
+        jid,
+        ca,
+        resource,
+        command,
+    })
+}
+
+fn password() -> Result<Zeroizing<String>, Failure> {
+    if let Ok(p) = std::env::var("SOTTO_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    rpassword::prompt_password("Password: ")
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            Failure(
+                EXIT_USAGE,
+                "no password: set SOTTO_PASSWORD or run on a terminal".into(),
+            )
+        })
+}
+
+fn parse_jid(text: Option<&String>) -> Result<BareJid, Failure> {
+    let text = text.ok_or_else(|| Failure(EXIT_USAGE, format!("missing address\n\n{USAGE}")))?;
+    text.parse()
+        .map_err(|_| Failure(EXIT_USAGE, format!("{text:?} is not a valid address")))
+}
+
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).cloned()
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("-h" | "--help") => {
             println!("{USAGE}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
         Some("-V" | "--version") => {
             println!("sotto {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
-        Some(_) => {
-            if let Some(service) = flag_value(&args, "--service") {
-                if let Err(e) = ServiceUrl::parse(service) {
-                    eprintln!("sotto: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-            eprintln!(
-                "sotto: this build cannot sign in yet (the XMPP session core is not part of it)"
-            );
-            ExitCode::from(2)
+        _ => {}
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sotto: cannot start: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, message)) => {
+            eprintln!("sotto: {message}");
+            ExitCode::from(code)
         }
     }
 }
 
-fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    let i = args.iter().position(|a| a == flag)?;
-    args.get(i + 1).map(String::as_str)
+async fn run(args: Vec<String>) -> Result<(), Failure> {
+    let options = parse_args(args)?;
+    let command = options.command.clone();
+    let verb = command.first().map(String::as_str).unwrap_or_default();
+    // Validate the command before asking for a password or touching the network.
+    match verb {
+        "send" if command.len() >= 3 => {
+            if !command.iter().any(|a| a == "--plaintext") {
+                return Err(Failure(
+                    EXIT_USAGE,
+                    "end-to-end encryption (OMEMO) is not available in this build yet; \
+                     pass --plaintext to send unencrypted on purpose"
+                        .into(),
+                ));
+            }
+        }
+        "listen" | "roster" => {}
+        "add" | "remove" | "approve" | "deny" if command.len() == 2 => {}
+        _ => {
+            return Err(Failure(
+                EXIT_USAGE,
+                format!("unknown or incomplete command\n\n{USAGE}"),
+            ))
+        }
+    }
+    let config = Config {
+        jid: options.jid.clone(),
+        password: password()?,
+        resource: options.resource.clone(),
+        allow_plain: false,
+        service: None,
+    };
+    let mut client = Client::connect(&options.service, config, options.ca.as_deref()).await?;
+    client.wait_online(LOGIN_TIMEOUT).await?;
+    match verb {
+        "send" => {
+            let to = parse_jid(command.get(1))?;
+            let text = command.get(2).cloned().unwrap_or_default();
+            let id = client
+                .session()
+                .send_chat(&to, &text)
+                .map_err(|e| Failure(EXIT_FAILURE, e.to_string()))?;
+            wait_acked(&mut client, &id).await?;
+        }
+        "listen" => listen(&mut client, &command).await?,
+        "roster" => {
+            let items = wait_roster(&mut client).await?;
+            for item in items {
+                let line = serde_json::json!({
+                    "jid": item.jid.to_string(),
+                    "name": item.name,
+                    "subscription": match item.subscription {
+                        Subscription::None => "none",
+                        Subscription::To => "to",
+                        Subscription::From => "from",
+                        Subscription::Both => "both",
+                    },
+                    "pending": item.pending_out,
+                });
+                println!("{line}");
+            }
+        }
+        "add" | "remove" | "approve" | "deny" => {
+            let jid = parse_jid(command.get(1))?;
+            let session = client.session();
+            let result = match verb {
+                "add" => session.add_contact(&jid, None),
+                "remove" => session.remove_contact(&jid),
+                "approve" => session.approve_subscription(&jid),
+                _ => session.deny_subscription(&jid),
+            };
+            result.map_err(|e| Failure(EXIT_FAILURE, e.to_string()))?;
+            client.flush().await?;
+            // Let the server process it before we close (a roster push confirms add/remove).
+            let _ = client.next_event_within(Duration::from_millis(500)).await;
+        }
+        _ => {}
+    }
+    client.close().await?;
+    Ok(())
+}
+
+async fn wait_acked(client: &mut Client, id: &str) -> Result<(), Failure> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.next_event_within(left).await? {
+            Event::MessageAcked { id: acked } if acked == id => return Ok(()),
+            Event::MessageError {
+                id: Some(e),
+                condition,
+            } if e == id => {
+                return Err(Failure(
+                    EXIT_FAILURE,
+                    format!("the message was refused: {condition}"),
+                ))
+            }
+            Event::Disconnected { .. } => {
+                return Err(Failure(
+                    EXIT_FAILURE,
+                    "the connection ended before the server confirmed the message".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn wait_roster(client: &mut Client) -> Result<Vec<sotto_session::RosterItem>, Failure> {
+    loop {
+        if let Event::Roster(items) = client.next_event_within(Duration::from_secs(15)).await? {
+            return Ok(items);
+        }
+    }
+}
+
+async fn listen(client: &mut Client, command: &[String]) -> Result<(), Failure> {
+    let count: Option<usize> = match flag_value(command, "--count") {
+        Some(n) => Some(
+            n.parse()
+                .map_err(|_| Failure(EXIT_USAGE, "--count needs a number".into()))?,
+        ),
+        None => None,
+    };
+    let timeout = match flag_value(command, "--timeout") {
+        Some(s) => {
+            Some(Duration::from_secs(s.parse().map_err(|_| {
+                Failure(EXIT_USAGE, "--timeout needs seconds".into())
+            })?))
+        }
+        None => None,
+    };
+    let echo = command.iter().any(|a| a == "--echo");
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut received = 0usize;
+    loop {
+        if count.is_some_and(|n| received >= n) {
+            return Ok(());
+        }
+        let event = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                match client.next_event_within(left).await {
+                    Err(DriverError::Timeout) => {
+                        return Err(Failure(
+                            EXIT_TIMEOUT,
+                            format!("timed out after {received} messages"),
+                        ))
+                    }
+                    other => other?,
+                }
+            }
+            None => client.next_event().await?,
+        };
+        match event {
+            Event::Message(message)
+                if message.direction == Direction::Incoming && !message.carbon =>
+            {
+                let Some(body) = message.body.clone() else {
+                    continue;
+                };
+                let line = serde_json::json!({
+                    "from": message.from.to_string(),
+                    "body": body,
+                    "encrypted": false,
+                });
+                println!("{line}");
+                received += 1;
+                if echo {
+                    let _ = client.session().send_chat(&message.peer, &body);
+                    client.flush().await?;
+                }
+            }
+            Event::Disconnected { .. } => {
+                return Err(Failure(EXIT_FAILURE, "the connection ended".into()));
+            }
+            _ => {}
+        }
+    }
 }

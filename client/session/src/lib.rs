@@ -21,6 +21,8 @@
 
 pub mod error;
 pub mod event;
+#[cfg(feature = "native")]
+pub mod native;
 mod ns;
 pub mod scram;
 pub mod service;

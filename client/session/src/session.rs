@@ -111,6 +111,8 @@ struct Unacked {
 /// XEP-0198 state.
 #[derive(Default)]
 struct StreamManagement {
+    /// `<enable/>` was sent: the server counts our stanzas from there on, so we must too.
+    requested: bool,
     enabled: bool,
     resume_id: Option<String>,
     /// Stanzas received since `<enabled/>` (the `h` we report).
@@ -258,6 +260,12 @@ impl Session {
     /// Whether stanzas can be sent right now.
     pub fn is_online(&self) -> bool {
         matches!(self.phase, Phase::Online)
+    }
+
+    /// Whether the session is using a transport (logging in, online or closing). When an
+    /// event says `Disconnected` and this is false, the driver should close the transport.
+    pub fn is_connected(&self) -> bool {
+        !matches!(self.phase, Phase::Idle | Phase::Ended)
     }
 
     /// Whether a new transport can resume this session (XEP-0198).
@@ -577,15 +585,16 @@ impl Session {
         stanza: &Element,
         message_id: Option<String>,
     ) -> Result<(), CommandError> {
-        if self.sm.enabled && self.sm.unacked.len() >= MAX_UNACKED {
+        let tracking = self.sm.requested;
+        if tracking && self.sm.unacked.len() >= MAX_UNACKED {
             return Err(CommandError::QueueFull);
         }
         let frame = serialize(stanza);
         self.transmit.push_back(frame.clone());
-        if self.sm.enabled {
+        if tracking {
             let is_message = message_id.is_some();
             self.sm.unacked.push_back(Unacked { frame, message_id });
-            if is_message {
+            if is_message && self.sm.enabled {
                 self.push_element(&Element::bare("r", ns::SM));
             }
         }
@@ -750,11 +759,7 @@ impl Session {
         }
         self.start_bind();
         if offers_sm {
-            self.push_element(
-                &Element::builder("enable", ns::SM)
-                    .attr(rxml::xml_ncname!("resume").into(), "true")
-                    .build(),
-            );
+            self.request_sm();
         }
     }
 
@@ -932,9 +937,11 @@ impl Session {
             "enabled" => {
                 self.sm.enabled = true;
                 self.sm.inbound = 0;
-                self.sm.acked = 0;
                 let resumable = matches!(element.attr("resume"), Some("true" | "1"));
                 self.sm.resume_id = element.attr("id").filter(|_| resumable).map(str::to_owned);
+                if self.sm.unacked.iter().any(|u| u.message_id.is_some()) {
+                    self.push_element(&Element::bare("r", ns::SM));
+                }
             }
             "r" => {
                 let a = Element::builder("a", ns::SM)
@@ -973,18 +980,26 @@ impl Session {
                     let h = element.attr("h").and_then(|h| h.parse().ok());
                     self.resume_failed(h);
                     self.start_bind();
-                    self.push_element(
-                        &Element::builder("enable", ns::SM)
-                            .attr(rxml::xml_ncname!("resume").into(), "true")
-                            .build(),
-                    );
+                    self.request_sm();
                 } else {
-                    // <enable/> refused: carry on without stream management.
+                    // <enable/> refused: carry on without stream management; anything we
+                    // queued for acknowledgement will never be acknowledged.
                     self.sm = StreamManagement::default();
                 }
             }
             _ => {}
         }
+    }
+
+    fn request_sm(&mut self) {
+        self.push_element(
+            &Element::builder("enable", ns::SM)
+                .attr(rxml::xml_ncname!("resume").into(), "true")
+                .build(),
+        );
+        self.sm.requested = true;
+        self.sm.acked = 0;
+        self.sm.unacked.clear();
     }
 
     fn ack_up_to(&mut self, h: u32) {

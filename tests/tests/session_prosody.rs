@@ -1,0 +1,304 @@
+//! sotto-session's native client through the real bridge to a real Prosody.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use sotto_session::native::{Client, WaitError};
+use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
+use sotto_tests::bridge::BridgeFixture;
+use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use zeroize_free::password;
+
+/// Passwords for tests (no zeroize dependency needed here).
+mod zeroize_free {
+    pub fn password(p: &str) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(p.to_owned())
+    }
+}
+
+const STEP: Duration = Duration::from_secs(10);
+
+fn prosody(name: &str) -> Result<Prosody> {
+    let prosody = Prosody::start(ProsodyOptions {
+        dir: sotto_tests::test_dir(name)?,
+        domain: "localhost".into(),
+        websocket: false,
+    })?;
+    prosody.register("alice", "alice-pass")?;
+    prosody.register("bob", "bob-pass")?;
+    Ok(prosody)
+}
+
+fn jid(s: &str) -> BareJid {
+    s.parse()
+        .unwrap_or_else(|_| unreachable!("test JIDs are valid"))
+}
+
+async fn login(bridge: &BridgeFixture, user: &str, resource: &str) -> Result<Client> {
+    let config = Config {
+        jid: jid(&format!("{user}@localhost")),
+        password: password(&format!("{user}-pass")),
+        resource: Some(resource.to_owned()),
+        allow_plain: false,
+        service: None,
+    };
+    let mut client = Client::connect(&bridge.ws_url(), config, None).await?;
+    let bound = client
+        .wait_online(STEP)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(bound.to_string(), format!("{user}@localhost/{resource}"));
+    Ok(client)
+}
+
+/// Waits for the first event matching `pick`, skipping others.
+async fn expect<T>(
+    client: &mut Client,
+    what: &str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = client
+            .next_event_within(left)
+            .await
+            .with_context(|| format!("waiting for {what}"))?;
+        if let Some(found) = pick(&event) {
+            return Ok(found);
+        }
+    }
+}
+
+/// Collects events for a while (to prove something does NOT happen).
+async fn events_for(client: &mut Client, duration: Duration) -> Vec<Event> {
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + duration;
+    while let Ok(event) = client
+        .next_event_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
+        events.push(event);
+    }
+    events
+}
+
+async fn befriend(alice: &mut Client, bob: &mut Client) -> Result<()> {
+    let bob_jid = jid("bob@localhost");
+    let alice_jid = jid("alice@localhost");
+    alice.session().add_contact(&bob_jid, Some("Bob"))?;
+    alice.flush().await?;
+    expect(bob, "alice's subscription request", |e| match e {
+        Event::SubscriptionRequest { from } if *from == alice_jid => Some(()),
+        _ => None,
+    })
+    .await?;
+    bob.session().approve_subscription(&alice_jid)?;
+    bob.session().add_contact(&alice_jid, None)?;
+    bob.flush().await?;
+    expect(alice, "bob's subscription request", |e| match e {
+        Event::SubscriptionRequest { from } if *from == bob_jid => Some(()),
+        _ => None,
+    })
+    .await?;
+    alice.session().approve_subscription(&bob_jid)?;
+    alice.flush().await?;
+    expect(alice, "mutual subscription", |e| match e {
+        Event::RosterItemUpdated(item)
+            if item.jid == bob_jid && item.subscription == Subscription::Both =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await?;
+    expect(bob, "mutual subscription", |e| match e {
+        Event::RosterItemUpdated(item)
+            if item.jid == alice_jid && item.subscription == Subscription::Both =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_login_subscriptions_messages_receipts() -> Result<()> {
+    let prosody = prosody("session-basics")?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let mut alice = login(&bridge, "alice", "laptop").await?;
+    let mut bob = login(&bridge, "bob", "phone").await?;
+    befriend(&mut alice, &mut bob).await?;
+
+    // The roster, fetched afresh, shows the contact with its name.
+    let mut alice2 = login(&bridge, "alice", "tablet").await?;
+    let roster = expect(&mut alice2, "roster", |e| match e {
+        Event::Roster(items) => Some(items.clone()),
+        _ => None,
+    })
+    .await?;
+    assert!(
+        roster.iter().any(|i| i.jid == jid("bob@localhost")
+            && i.name.as_deref() == Some("Bob")
+            && i.subscription == Subscription::Both),
+        "{roster:?}"
+    );
+
+    // alice → bob, with a receipt back and a carbon to alice's other device.
+    let id = alice
+        .session()
+        .send_chat(&jid("bob@localhost"), "hello <bob> & friends")?;
+    expect(&mut alice, "server ack", |e| {
+        matches!(e, Event::MessageAcked { id: a } if *a == id).then_some(())
+    })
+    .await?;
+    let message = expect(&mut bob, "alice's message", |e| match e {
+        Event::Message(m) if m.direction == Direction::Incoming => Some(m.clone()),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(message.body.as_deref(), Some("hello <bob> & friends"));
+    assert_eq!(message.id.as_deref(), Some(id.as_str()));
+    assert_eq!(message.peer, jid("alice@localhost"));
+    expect(&mut alice, "receipt", |e| {
+        matches!(e, Event::Receipt { id: r, .. } if *r == id).then_some(())
+    })
+    .await?;
+    let carbon = expect(&mut alice2, "carbon of the sent message", |e| match e {
+        Event::Message(m) if m.carbon => Some(m.clone()),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(carbon.direction, Direction::Outgoing);
+    assert_eq!(carbon.peer, jid("bob@localhost"));
+    assert_eq!(carbon.body.as_deref(), Some("hello <bob> & friends"));
+
+    // bob → alice's bare JID: delivered to alice (highest priority) and carbon-copied to the other.
+    bob.session()
+        .send_chat(&jid("alice@localhost"), "hi both")?;
+    bob.flush().await?;
+    let mut seen = 0;
+    for client in [&mut alice, &mut alice2] {
+        let m = expect(client, "bob's reply", |e| match e {
+            Event::Message(m) if m.body.as_deref() == Some("hi both") => Some(m.clone()),
+            _ => None,
+        })
+        .await?;
+        assert_eq!(m.direction, Direction::Incoming);
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+
+    // Chat states.
+    bob.session()
+        .send_chat_state(&jid("alice@localhost"), sotto_session::ChatState::Composing);
+    bob.flush().await?;
+    expect(&mut alice, "typing notification", |e| {
+        matches!(
+            e,
+            Event::ChatState {
+                state: sotto_session::ChatState::Composing,
+                ..
+            }
+        )
+        .then_some(())
+    })
+    .await?;
+
+    for client in [alice, alice2, bob] {
+        client.close().await?;
+    }
+    bridge.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_password_and_unknown_domain_are_clear_errors() -> Result<()> {
+    let prosody = prosody("session-errors")?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let config = Config {
+        jid: jid("alice@localhost"),
+        password: password("not-the-password"),
+        resource: None,
+        allow_plain: false,
+        service: None,
+    };
+    let mut client = Client::connect(&bridge.ws_url(), config, None).await?;
+    match client.wait_online(STEP).await {
+        Err(WaitError::Login(LoginError::WrongPassword)) => {}
+        other => bail!("expected a wrong-password error, got {other:?}"),
+    }
+    let config = Config {
+        jid: jid("alice@elsewhere.example"),
+        password: password("x"),
+        resource: None,
+        allow_plain: false,
+        service: None,
+    };
+    let mut client = Client::connect(&bridge.ws_url(), config, None).await?;
+    match client.wait_online(STEP).await {
+        Err(WaitError::Stream(e)) if e.condition == "host-unknown" => {}
+        other => bail!("expected host-unknown, got {other:?}"),
+    }
+    bridge.stop().await?;
+    Ok(())
+}
+
+/// Kill the WebSocket mid-conversation: the session resumes on a new connection, the message
+/// sent to us meanwhile arrives exactly once, and what we sent while offline is delivered once.
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_after_a_dropped_websocket_loses_and_duplicates_nothing() -> Result<()> {
+    let prosody = prosody("session-resume")?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let mut alice = login(&bridge, "alice", "laptop").await?;
+    let mut bob = login(&bridge, "bob", "phone").await?;
+    befriend(&mut alice, &mut bob).await?;
+    let _ = events_for(&mut alice, Duration::from_millis(300)).await;
+    assert!(
+        alice.session().is_resumable(),
+        "Prosody offers XEP-0198 resumption"
+    );
+
+    alice.drop_connection();
+    bob.session()
+        .send_chat(&jid("alice@localhost"), "while you were away")?;
+    bob.flush().await?;
+    let queued = alice
+        .session()
+        .send_chat(&jid("bob@localhost"), "written offline")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    alice.reconnect().await?;
+    let resumed = expect(&mut alice, "resumption", |e| match e {
+        Event::Online { resumed, .. } => Some(*resumed),
+        _ => None,
+    })
+    .await?;
+    assert!(resumed, "the session must resume, not start anew");
+    let events = events_for(&mut alice, Duration::from_secs(2)).await;
+    let copies = events
+        .iter()
+        .filter(
+            |e| matches!(e, Event::Message(m) if m.body.as_deref() == Some("while you were away")),
+        )
+        .count();
+    assert_eq!(copies, 1, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::MessageAcked { id } if *id == queued)),
+        "{events:?}"
+    );
+    let got = events_for(&mut bob, Duration::from_secs(2)).await;
+    let copies = got
+        .iter()
+        .filter(|e| matches!(e, Event::Message(m) if m.body.as_deref() == Some("written offline")))
+        .count();
+    assert_eq!(copies, 1, "{got:?}");
+    alice.close().await?;
+    bob.close().await?;
+    bridge.stop().await?;
+    Ok(())
+}
