@@ -37,6 +37,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+#![cfg_attr(feature = "insecure-fuzzing-skip-mac", allow(unexpected_cfgs))]
+
+// The MAC-skipping feature exists for cargo-fuzz (which sets `--cfg fuzzing`) and nothing else.
+#[cfg(feature = "insecure-fuzzing-skip-mac")]
+mod fuzz_guard {
+    #[cfg(not(fuzzing))]
+    compile_error!("`insecure-fuzzing-skip-mac` disables MAC checks; cargo-fuzz builds only");
+}
 
 pub mod account;
 pub mod fingerprint;
