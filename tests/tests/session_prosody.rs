@@ -302,3 +302,187 @@ async fn resume_after_a_dropped_websocket_loses_and_duplicates_nothing() -> Resu
     bridge.stop().await?;
     Ok(())
 }
+
+/// PEP as OMEMO will use it: publish with publish-options, fetch from another account,
+/// notifications through `+notify`, retract, delete; archive paging; blocking.
+#[tokio::test(flavor = "multi_thread")]
+async fn pep_archive_and_blocking() -> Result<()> {
+    use sotto_session::PepItem;
+    const NODE: &str = "eu.siacs.conversations.axolotl.devicelist";
+    let prosody = prosody("session-pep")?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let mut alice = login(&bridge, "alice", "laptop").await?;
+    let mut bob = login(&bridge, "bob", "phone").await?;
+    befriend(&mut alice, &mut bob).await?;
+
+    // bob wants device-list notifications (+notify in his caps), then re-announces presence.
+    bob.session().advertise_feature(&format!("{NODE}+notify"));
+    bob.session()
+        .set_presence(sotto_session::Availability::Available, None);
+    bob.flush().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let list = |id: &str| {
+        format!("<list xmlns='eu.siacs.conversations.axolotl'><device id='{id}'/></list>")
+            .parse::<minidom::Element>()
+            .unwrap_or_else(|_| unreachable!())
+    };
+    let request = alice.session().pep_publish(
+        NODE,
+        "current",
+        list("1234"),
+        &[("pubsub#access_model", "open")],
+    )?;
+    expect(&mut alice, "publish done", |e| {
+        matches!(e, Event::RequestDone { request: r } if *r == request).then_some(())
+    })
+    .await?;
+    let items: Vec<PepItem> = expect(&mut bob, "device-list notification", |e| match e {
+        Event::PepNotification {
+            from, node, items, ..
+        } if from.as_str() == "alice@localhost" && node == NODE => Some(items.clone()),
+        _ => None,
+    })
+    .await?;
+    assert!(
+        items[0]
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.children().any(|d| d.attr("id") == Some("1234"))),
+        "{items:?}"
+    );
+
+    // A fresh fetch by someone else sees the current item.
+    let request = bob.session().pep_fetch(&jid("alice@localhost"), NODE)?;
+    let items = expect(&mut bob, "fetched items", |e| match e {
+        Event::PepItems {
+            request: r, items, ..
+        } if *r == request => Some(items.clone()),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].id.as_deref(), Some("current"));
+
+    // Republishing with a different access model reconfigures the node (precondition path).
+    let request = alice.session().pep_publish(
+        NODE,
+        "current",
+        list("5678"),
+        &[("pubsub#access_model", "presence")],
+    )?;
+    expect(&mut alice, "republish done", |e| match e {
+        Event::RequestDone { request: r } if *r == request => Some(Ok(())),
+        Event::RequestFailed {
+            request: r,
+            condition,
+        } if *r == request => Some(Err(condition.clone())),
+        _ => None,
+    })
+    .await?
+    .map_err(|c| anyhow::anyhow!("republish failed: {c}"))?;
+
+    // Retract and delete.
+    let request = alice.session().pep_retract(NODE, "current")?;
+    expect(&mut alice, "retract done", |e| {
+        matches!(e, Event::RequestDone { request: r } if *r == request).then_some(())
+    })
+    .await?;
+    let request = alice.session().pep_delete(NODE)?;
+    expect(&mut alice, "delete done", |e| {
+        matches!(e, Event::RequestDone { request: r } if *r == request).then_some(())
+    })
+    .await?;
+    let request = bob.session().pep_fetch(&jid("alice@localhost"), NODE)?;
+    expect(&mut bob, "fetch of a deleted node fails", |e| {
+        matches!(e, Event::RequestFailed { request: r, .. } if *r == request).then_some(())
+    })
+    .await?;
+
+    // Archive: five messages, fetched in pages of two, oldest page last.
+    for i in 0..5 {
+        bob.session()
+            .send_chat(&jid("alice@localhost"), &format!("archived {i}"))?;
+    }
+    bob.flush().await?;
+    let _ = events_for(&mut alice, Duration::from_secs(1)).await;
+    let mut before: Option<String> = None;
+    let mut bodies = Vec::new();
+    loop {
+        let request = alice
+            .session()
+            .archive_query(&jid("bob@localhost"), before.as_deref(), 2)?;
+        let mut page = Vec::new();
+        let (complete, first) = loop {
+            match alice.next_event_within(STEP).await? {
+                Event::ArchivedMessage {
+                    request: r,
+                    message,
+                    ..
+                } if r == request => {
+                    page.push(message.body.unwrap_or_default());
+                }
+                Event::ArchiveFinished {
+                    request: r,
+                    complete,
+                    first,
+                } if r == request => break (complete, first),
+                _ => {}
+            }
+        };
+        assert!(page.len() <= 2);
+        page.extend(bodies);
+        bodies = page;
+        if complete || first.is_none() {
+            break;
+        }
+        before = first;
+    }
+    let archived: Vec<&String> = bodies
+        .iter()
+        .filter(|b| b.starts_with("archived"))
+        .collect();
+    assert_eq!(
+        archived,
+        [
+            "archived 0",
+            "archived 1",
+            "archived 2",
+            "archived 3",
+            "archived 4"
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .iter()
+        .collect::<Vec<_>>()
+    );
+
+    // Blocking: alice blocks bob; bob's messages no longer arrive.
+    let request = alice.session().set_blocked(&jid("bob@localhost"), true)?;
+    expect(&mut alice, "block done", |e| {
+        matches!(e, Event::RequestDone { request: r } if *r == request).then_some(())
+    })
+    .await?;
+    alice.session().fetch_block_list()?;
+    let list = expect(&mut alice, "block list", |e| match e {
+        Event::BlockList(list) => Some(list.clone()),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(list, vec![jid("bob@localhost")]);
+    bob.session()
+        .send_chat(&jid("alice@localhost"), "can you hear me")?;
+    bob.flush().await?;
+    let seen = events_for(&mut alice, Duration::from_secs(1)).await;
+    assert!(
+        !seen.iter().any(
+            |e| matches!(e, Event::Message(m) if m.body.as_deref() == Some("can you hear me"))
+        ),
+        "{seen:?}"
+    );
+    alice.close().await?;
+    bob.close().await?;
+    bridge.stop().await?;
+    Ok(())
+}

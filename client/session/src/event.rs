@@ -3,6 +3,7 @@
 use jid::{BareJid, FullJid, Jid};
 
 use crate::error::{LoginError, StreamError};
+use crate::session::{PepItem, RequestId};
 
 /// How available a contact (or we) are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,5 +170,66 @@ pub enum Event {
         id: Option<String>,
         /// The stanza error condition.
         condition: String,
+    },
+    /// A request (publish, retract, delete, block…) succeeded.
+    RequestDone {
+        /// Which one.
+        request: RequestId,
+    },
+    /// A request failed with a stanza error condition.
+    RequestFailed {
+        /// Which one.
+        request: RequestId,
+        /// The condition, e.g. `item-not-found`.
+        condition: String,
+    },
+    /// The items of a PEP node we fetched.
+    PepItems {
+        /// The fetch.
+        request: RequestId,
+        /// Whose node.
+        from: BareJid,
+        /// Which node.
+        node: String,
+        /// Its items.
+        items: Vec<PepItem>,
+    },
+    /// A contact (or we) published to a PEP node we are interested in (`+notify`).
+    PepNotification {
+        /// The publisher.
+        from: BareJid,
+        /// The node.
+        node: String,
+        /// Published items.
+        items: Vec<PepItem>,
+        /// Retracted item ids.
+        retracted: Vec<String>,
+    },
+    /// One message from an archive query.
+    ArchivedMessage {
+        /// The query.
+        request: RequestId,
+        /// Its id in the archive (for paging with `before`).
+        archive_id: String,
+        /// The message (`delayed` holds the archive timestamp).
+        message: ChatMessage,
+    },
+    /// An archive query is complete.
+    ArchiveFinished {
+        /// The query.
+        request: RequestId,
+        /// No older messages exist.
+        complete: bool,
+        /// The archive id of the oldest message of this page (for the next `before`).
+        first: Option<String>,
+    },
+    /// Our block list.
+    BlockList(Vec<BareJid>),
+    /// A JID was blocked or unblocked (possibly by another of our devices).
+    BlockChanged {
+        /// Whom.
+        jid: BareJid,
+        /// Blocked now?
+        blocked: bool,
     },
 }

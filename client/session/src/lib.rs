@@ -32,7 +32,7 @@ pub mod time;
 pub use error::{CommandError, LoginError, StreamError};
 pub use event::{Availability, ChatMessage, ChatState, Direction, Event, RosterItem, Subscription};
 pub use jid::{BareJid, FullJid, Jid};
-pub use session::{Config, Session};
+pub use session::{Config, PepItem, RequestId, Session};
 pub use time::Instant;
 
 /// The WebSocket subprotocol that RFC 7395 §3.1 requires on every XMPP WebSocket.

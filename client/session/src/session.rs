@@ -25,6 +25,10 @@ use crate::scram::{ScramClient, ScramHash};
 use crate::service::ServiceUrl;
 use crate::time::Instant;
 
+mod extensions;
+
+pub use extensions::{PepItem, RequestId};
+
 /// Longest frame the session accepts (the bridge's default stanza limit).
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 /// Most stanzas kept for XEP-0198 resending; beyond this, sending is refused until acks arrive.
@@ -94,13 +98,15 @@ enum Phase {
     Ended,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 enum PendingIq {
     Bind,
     Roster,
     Carbons,
     Ping,
     RosterSet,
+    /// PEP, MAM and blocking requests (see the `extensions` module).
+    Extension(extensions::ExtensionIq),
 }
 
 struct Unacked {
@@ -144,6 +150,13 @@ pub struct Session {
     last_inbound: Instant,
     probe_sent: Option<Instant>,
     next_id: u64,
+    /// Features advertised on top of [`FEATURES`] (e.g. OMEMO's `+notify`).
+    extra_features: Vec<String>,
+    /// Open MAM queries: query id → request.
+    mam_queries: HashMap<String, RequestId>,
+    next_request: u64,
+    /// The addressee of requests sent to other entities, by IQ id.
+    iq_targets: HashMap<String, BareJid>,
 }
 
 impl core::fmt::Debug for Session {
@@ -247,6 +260,10 @@ impl Session {
             last_inbound: Instant::default(),
             probe_sent: None,
             next_id: 0,
+            extra_features: Vec::new(),
+            mam_queries: HashMap::new(),
+            next_request: 0,
+            iq_targets: HashMap::new(),
         }
     }
 
@@ -260,6 +277,16 @@ impl Session {
     /// Whether stanzas can be sent right now.
     pub fn is_online(&self) -> bool {
         matches!(self.phase, Phase::Online)
+    }
+
+    /// Advertises an extra feature in disco#info and caps (XEP-0030, XEP-0115), e.g.
+    /// `eu.siacs.conversations.axolotl.devicelist+notify` to receive contacts' OMEMO device
+    /// lists by PEP notification (XEP-0163 §4). Takes effect with the next presence.
+    pub fn advertise_feature(&mut self, feature: &str) {
+        if !FEATURES.contains(&feature) && !self.extra_features.iter().any(|f| f == feature) {
+            self.extra_features.push(feature.to_owned());
+            self.extra_features.sort();
+        }
     }
 
     /// Whether the session is using a transport (logging in, online or closing). When an
@@ -311,6 +338,8 @@ impl Session {
     pub fn handle_connected(&mut self, now: Instant) {
         self.transmit.clear();
         self.iqs.clear();
+        self.iq_targets.clear();
+        self.mam_queries.clear();
         self.probe_sent = None;
         self.last_inbound = now;
         self.login_deadline = Some(now + LOGIN_TIMEOUT);
@@ -654,7 +683,10 @@ impl Session {
                 Element::builder("c", ns::CAPS)
                     .attr(rxml::xml_ncname!("hash").into(), "sha-1")
                     .attr(rxml::xml_ncname!("node").into(), CAPS_NODE)
-                    .attr(rxml::xml_ncname!("ver").into(), caps_ver())
+                    .attr(
+                        rxml::xml_ncname!("ver").into(),
+                        caps_ver(&self.extra_features),
+                    )
                     .build(),
             )
             .build()
@@ -1041,13 +1073,26 @@ impl Session {
         };
         match iq.attr("type") {
             Some("result") | Some("error") => {
+                // Only the entity we asked may answer (RFC 6120 §8.1.2.1): the server or our
+                // own account, or the contact a request was addressed to.
+                let target = self.iq_targets.get(&id);
+                let from_target = target.is_some_and(|target| {
+                    iq.attr("from")
+                        .and_then(|f| f.parse::<Jid>().ok())
+                        .is_some_and(|f| f.to_bare() == *target)
+                });
+                let allowed = if target.is_some() {
+                    from_target
+                } else {
+                    from_server_or_self
+                };
+                if !allowed {
+                    return;
+                }
+                self.iq_targets.remove(&id);
                 let Some(kind) = self.iqs.remove(&id) else {
                     return;
                 };
-                // Only the server (or our own account) may answer our requests.
-                if !from_server_or_self {
-                    return;
-                }
                 self.on_iq_response(kind, iq);
             }
             Some("set") if iq.has_child("query", ns::ROSTER) && from_server_or_self => {
@@ -1068,13 +1113,17 @@ impl Session {
                 }
                 self.reply_result(iq, None);
             }
+            Some("set") if from_server_or_self && self.on_extension_push(iq) => {
+                self.reply_result(iq, None)
+            }
             Some("get") if iq.has_child("ping", ns::PING) => self.reply_result(iq, None),
             Some("get") if iq.has_child("query", ns::DISCO_INFO) => {
                 let node = iq
                     .get_child("query", ns::DISCO_INFO)
                     .and_then(|q| q.attr("node"))
                     .map(str::to_owned);
-                self.reply_result(iq, Some(disco_info(node.as_deref())));
+                let info = disco_info(node.as_deref(), &self.extra_features);
+                self.reply_result(iq, Some(info));
             }
             Some("get") | Some("set") => {
                 // RFC 6120 §8.2.3: an IQ we do not understand gets service-unavailable.
@@ -1141,6 +1190,7 @@ impl Session {
                     self.events.push_back(Event::Roster(items));
                 }
             }
+            PendingIq::Extension(request) => self.on_extension_response(request, iq),
             PendingIq::Carbons | PendingIq::RosterSet | PendingIq::Ping => {}
         }
     }
@@ -1205,6 +1255,9 @@ impl Session {
                 id: message.attr("id").map(str::to_owned),
                 condition: stanza_error_condition(&message),
             });
+            return;
+        }
+        if self.on_extension_message(&message, from.as_ref()) {
             return;
         }
         // XEP-0280: carbons are accepted only from our own bare JID (§11: anyone else could
@@ -1337,7 +1390,7 @@ pub const FEATURES: [&str; 7] = [
     ns::SID,
 ];
 
-fn disco_info(node: Option<&str>) -> Element {
+fn disco_info(node: Option<&str>, extra: &[String]) -> Element {
     let mut query = Element::builder("query", ns::DISCO_INFO);
     if let Some(node) = node {
         query = query.attr(rxml::xml_ncname!("node").into(), node);
@@ -1349,7 +1402,11 @@ fn disco_info(node: Option<&str>) -> Element {
             .attr(rxml::xml_ncname!("name").into(), "Sotto")
             .build(),
     );
-    for feature in FEATURES {
+    for feature in FEATURES
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+    {
         query = query.append(
             Element::builder("feature", ns::DISCO_INFO)
                 .attr(rxml::xml_ncname!("var").into(), feature)
@@ -1360,10 +1417,12 @@ fn disco_info(node: Option<&str>) -> Element {
 }
 
 /// XEP-0115 §5.1 verification string of [`disco_info`].
-fn caps_ver() -> String {
+fn caps_ver(extra: &[String]) -> String {
     use sha1::Digest as _;
     let mut features: Vec<&str> = FEATURES.to_vec();
+    features.extend(extra.iter().map(String::as_str));
     features.sort_unstable();
+    features.dedup();
     let mut s = String::from("client/web//Sotto<");
     for feature in features {
         s.push_str(feature);
