@@ -106,7 +106,7 @@ enum PendingIq {
     Ping,
     RosterSet,
     /// PEP, MAM and blocking requests (see the `extensions` module).
-    Extension(extensions::ExtensionIq),
+    Extension(Box<extensions::ExtensionIq>),
 }
 
 struct Unacked {
@@ -1190,7 +1190,7 @@ impl Session {
                     self.events.push_back(Event::Roster(items));
                 }
             }
-            PendingIq::Extension(request) => self.on_extension_response(request, iq),
+            PendingIq::Extension(request) => self.on_extension_response(*request, iq),
             PendingIq::Carbons | PendingIq::RosterSet | PendingIq::Ping => {}
         }
     }

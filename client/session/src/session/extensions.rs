@@ -120,7 +120,7 @@ impl Session {
                 self.iq_targets.insert(id.clone(), to.clone());
             }
         }
-        self.iqs.insert(id, PendingIq::Extension(pending));
+        self.iqs.insert(id, PendingIq::Extension(Box::new(pending)));
         self.send_stanza(&iq.append(payload).build(), None)
     }
 
