@@ -12,6 +12,14 @@
 //! the state themselves as [`account::AccountPickle`] / [`session::SessionPickle`] (serde),
 //! encrypted with their storage key. Trust decisions (BTBV) and PEP are the caller's.
 //!
+//! Limits (named constants): a message may be at most
+//! [`session::receiver_chain::MAX_MESSAGES_AHEAD`] (2000) ahead of its chain; at most
+//! [`session::receiver_chain::MAX_SKIPPED_KEYS_PER_CHAIN`] (2000) skipped keys per receiving chain
+//! and [`session::double_ratchet::MAX_SKIPPED_KEYS_TOTAL`] per session; at most
+//! [`session::double_ratchet::MAX_RECEIVER_CHAINS`] (5) receiving chains. Untrusted input changes
+//! state only after it verifies: a receiving chain is installed and a one-time prekey marked used
+//! only once the message has decrypted.
+//!
 //! ```
 //! use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
 //! use sotto_omemo::{account::{Account, RemoteBundle}, payload};

@@ -115,7 +115,8 @@ impl Account {
 
     /// Replace the signed prekey with a new one (next id). The old one keeps working for
     /// prekey messages until `now + grace_period` (caller's clock and unit), see
-    /// [`Account::expire_signed_pre_keys`]. Republish the bundle afterwards.
+    /// [`Account::expire_signed_pre_keys`]. Only one previous key is kept: one still in its
+    /// grace period is dropped by the next rotation. Republish the bundle afterwards.
     pub fn rotate_signed_pre_key(
         &mut self,
         now: u64,
