@@ -85,10 +85,16 @@ pub struct Limits {
     pub stanzas_per_second: u32,
     /// Time allowed between the WebSocket upgrade and the client's `<open/>`.
     pub handshake_timeout_secs: u64,
-    /// A session with no traffic in either direction for this long is closed.
+    /// A session with no traffic in either direction for this long is closed. WebSocket pings
+    /// and pongs are not traffic for this purpose.
     pub idle_timeout_secs: u64,
     /// Deepest element nesting accepted.
     pub max_depth: usize,
+    /// The bridge sends the client a WebSocket ping this often (RFC 7395 §3.8: no whitespace
+    /// keepalives on WebSocket). A client that answers nothing, neither a pong nor any other
+    /// message, for two intervals after a ping is treated as gone: its upstream connection is
+    /// dropped without `</stream:stream>`, so its XEP-0198 session stays resumable.
+    pub ping_interval_secs: u64,
 }
 
 impl Default for Limits {
@@ -101,6 +107,7 @@ impl Default for Limits {
             handshake_timeout_secs: 10,
             idle_timeout_secs: 600,
             max_depth: 64,
+            ping_interval_secs: 30,
         }
     }
 }
@@ -244,6 +251,7 @@ impl Config {
             ),
             ("limits.idle_timeout_secs", limits.idle_timeout_secs),
             ("limits.max_depth", limits.max_depth as u64),
+            ("limits.ping_interval_secs", limits.ping_interval_secs),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -335,6 +343,7 @@ port = 5222
     fn minimal_config_uses_defaults() {
         let config = Config::parse(MINIMAL).unwrap();
         assert_eq!(config.limits.max_stanza_bytes, 262_144);
+        assert_eq!(config.limits.ping_interval_secs, 30);
         assert_eq!(config.upstream[0].tls, TlsMode::Starttls);
         assert_eq!(config.websocket_url(), "ws://127.0.0.1:8080/xmpp-websocket");
         assert!(config.upstream_for("LOCALHOST").is_some());
@@ -360,8 +369,10 @@ max_connections_per_ip = 100
 stanzas_per_second = 100
 handshake_timeout_secs = 10
 idle_timeout_secs = 600
+ping_interval_secs = 20
 "#;
         let config = Config::parse(text).unwrap();
+        assert_eq!(config.limits.ping_interval_secs, 20);
         assert_eq!(
             config.websocket_url(),
             "wss://chat.example.org/xmpp-websocket"
@@ -387,6 +398,8 @@ idle_timeout_secs = 600
         );
         let zero = format!("{MINIMAL}[limits]\nstanzas_per_second = 0\n");
         assert!(error_of(&zero).contains("limits.stanzas_per_second"));
+        let no_ping = format!("{MINIMAL}[limits]\nping_interval_secs = 0\n");
+        assert!(error_of(&no_ping).contains("limits.ping_interval_secs"));
         let ip_domain = MINIMAL.replace("domain = \"localhost\"", "domain = \"10.0.0.1\"");
         assert!(error_of(&ip_domain).contains("upstream[0].domain"));
         let bad_tls = format!("{MINIMAL}tls = \"none\"\n");

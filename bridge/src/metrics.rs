@@ -29,10 +29,12 @@ pub enum Refusal {
     RateLimited,
     /// The session was idle too long.
     Idle,
+    /// The client answered no WebSocket ping for two ping intervals.
+    PingTimeout,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 11] = [
+    const ALL: [Refusal; 12] = [
         Refusal::MaxConnections,
         Refusal::MaxConnectionsPerIp,
         Refusal::Origin,
@@ -44,6 +46,7 @@ impl Refusal {
         Refusal::TooLarge,
         Refusal::RateLimited,
         Refusal::Idle,
+        Refusal::PingTimeout,
     ];
 
     fn label(self) -> &'static str {
@@ -59,6 +62,7 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::RateLimited => "rate_limited",
             Refusal::Idle => "idle",
+            Refusal::PingTimeout => "ping_timeout",
         }
     }
 }
@@ -71,7 +75,7 @@ const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 pub struct Metrics {
     connections_open: AtomicU64,
     connections_total: AtomicU64,
-    refused: [AtomicU64; 11],
+    refused: [AtomicU64; 12],
     stanzas_to_upstream: AtomicU64,
     stanzas_to_client: AtomicU64,
     bytes_to_upstream: AtomicU64,

@@ -27,6 +27,9 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// How long to wait for the server's `</stream:stream>` after the client's `<close/>`.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// Payload of the bridge's keepalive pings (any short payload would do; the pong echoes it).
+const PING_PAYLOAD: &[u8] = b"sotto";
+
 /// Why a session ended; decides what each side is told.
 #[derive(Debug)]
 enum End {
@@ -36,6 +39,9 @@ enum End {
     ServerClosed,
     /// The WebSocket went away without `<close/>`: keep the server session resumable.
     ClientVanished,
+    /// The client answered no ping (and sent nothing else) for two ping intervals, or could not
+    /// take a frame for that long: treated like [`End::ClientVanished`].
+    ClientUnresponsive,
     /// The server connection broke.
     UpstreamLost,
     /// A stream error sent to the client, with the reason to count.
@@ -268,6 +274,19 @@ fn xml_refusal(e: &XmlError) -> (&'static str, &'static str, Refusal) {
     )
 }
 
+/// Sends one message to the client, giving up after `limit` (a client that takes no data for
+/// that long is as dead as one that answers no ping).
+async fn send_within<W>(ws: &mut W, message: Message, limit: Duration) -> Result<(), End>
+where
+    W: Sink<Message> + Unpin,
+{
+    match tokio::time::timeout(limit, ws.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::ClientVanished),
+        Err(_) => Err(End::ClientUnresponsive),
+    }
+}
+
 /// Sends frames, then closes the WebSocket with `code`. Errors mean the client is gone already.
 async fn finish<W>(ws: &mut W, frames: &[String], code: u16)
 where
@@ -305,13 +324,21 @@ where
     let mut buf = vec![0u8; 16 * 1024];
     let mut idle_deadline = Instant::now() + idle;
     let mut client_closing: Option<Instant> = None;
+    // Keepalive (RFC 7395 §3.8: WebSocket pings, never whitespace). `unanswered_since` is when
+    // the oldest ping still without an answer went out; any message from the client clears it.
+    let ping_every = Duration::from_secs(limits.ping_interval_secs.max(1));
+    let dead_after = ping_every.saturating_mul(2);
+    let mut next_ping = Instant::now() + ping_every;
+    let mut unanswered_since: Option<Instant> = None;
     let end = loop {
         let close_deadline = client_closing.unwrap_or(idle_deadline);
         tokio::select! {
             biased;
             _ = ctx.shutdown.changed() => break End::Shutdown,
             message = ws.next() => {
-                idle_deadline = Instant::now() + idle;
+                // Any message shows the client is alive; only real traffic counts against the
+                // idle timeout, so keepalive pongs do not keep an idle session open forever.
+                unanswered_since = None;
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -327,6 +354,7 @@ where
                         break End::ClientVanished;
                     }
                 };
+                idle_deadline = Instant::now() + idle;
                 if client_closing.is_some() {
                     // Nothing may follow <close/>; ignore rather than forward.
                     continue;
@@ -393,15 +421,15 @@ where
                                 xml
                             };
                             metrics.to_client(frame.len());
-                            if ws.send(Message::Text(frame.into())).await.is_err() {
-                                ended = Some(End::ClientVanished);
+                            if let Err(end) = send_within(ws, Message::Text(frame.into()), dead_after).await {
+                                ended = Some(end);
                                 break;
                             }
                         }
                         Ok(Some(UpstreamEvent::StreamOpen { open_frame, .. })) => {
                             metrics.to_client(open_frame.len());
-                            if ws.send(Message::Text(open_frame.into())).await.is_err() {
-                                ended = Some(End::ClientVanished);
+                            if let Err(end) = send_within(ws, Message::Text(open_frame.into()), dead_after).await {
+                                ended = Some(end);
                                 break;
                             }
                         }
@@ -417,6 +445,18 @@ where
                     }
                 }
                 if let Some(end) = ended {
+                    break end;
+                }
+            }
+            _ = tokio::time::sleep_until(next_ping) => {
+                let now = Instant::now();
+                if unanswered_since.is_some_and(|since| now.duration_since(since) >= dead_after) {
+                    break End::ClientUnresponsive;
+                }
+                unanswered_since.get_or_insert(now);
+                next_ping = now + ping_every;
+                let ping = Message::Ping(bytes::Bytes::from_static(PING_PAYLOAD));
+                if let Err(end) = send_within(ws, ping, dead_after).await {
                     break end;
                 }
             }
@@ -440,6 +480,12 @@ where
         End::ClientVanished => {
             // Drop the TCP connection without </stream:stream>: the server keeps the XEP-0198
             // session so the client can resume it through any bridge.
+            drop(io);
+        }
+        End::ClientUnresponsive => {
+            // As above: the client may come back (through any bridge) and resume. Its WebSocket
+            // is not closed politely; it is dropped when the session returns.
+            metrics.refused(Refusal::PingTimeout);
             drop(io);
         }
         End::UpstreamLost => {

@@ -23,6 +23,7 @@ pub enum Frame {
 /// A raw XMPP-over-WebSocket connection.
 pub struct RawClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pings: usize,
 }
 
 /// Default time to wait for a frame.
@@ -50,7 +51,13 @@ impl RawClient {
         if protocol != Some("xmpp") {
             bail!("the server did not select the xmpp subprotocol: {protocol:?}");
         }
-        Ok(Self { ws })
+        Ok(Self { ws, pings: 0 })
+    }
+
+    /// WebSocket pings received so far (tungstenite answers each with a pong while this client
+    /// is being read; a client that is not read answers nothing).
+    pub fn pings_seen(&self) -> usize {
+        self.pings
     }
 
     /// Sends one text message.
@@ -78,6 +85,10 @@ impl RawClient {
                 .map_err(|_| anyhow!("no frame within {timeout:?}"))?;
             match next {
                 Some(Ok(Message::Text(t))) => return Ok(Frame::Text(t.to_string())),
+                Some(Ok(Message::Ping(_))) => {
+                    self.pings += 1;
+                    continue;
+                }
                 Some(Ok(Message::Close(frame))) => {
                     return Ok(Frame::Closed(frame.map(|f| u16::from(f.code))))
                 }
