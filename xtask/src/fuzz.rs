@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::{have, run_command, workspace_root};
+use crate::util::{apt_install, have, run_command, workspace_root};
 
 /// Seconds per target for `cargo xtask fuzz` without `--seconds`.
 pub const DEFAULT_SECONDS: u64 = 60;
@@ -44,8 +44,12 @@ fn nightly_cargo() -> Command {
     cmd
 }
 
-/// Installs the nightly toolchain and cargo-fuzz if they are missing.
+/// Installs the nightly toolchain, cargo-fuzz and a C++ compiler (libfuzzer-sys builds libFuzzer
+/// from source) if they are missing.
 pub fn ensure_tools() -> Result<()> {
+    if !have("c++") {
+        apt_install(&["g++"])?;
+    }
     let nightly = Command::new("rustup")
         .args(["run", "nightly", "rustc", "--version"])
         .output()
