@@ -1,35 +1,373 @@
 //! The Sotto web app.
 //!
-//! What this crate does: the user interface, rendered with yew, and (as they land) the browser
-//! drivers that connect sotto-session to a WebSocket and storage. Components never touch XML,
-//! keys or the network directly.
+//! What this crate does: the user interface, rendered with yew, over a state store
+//! ([`store`]) that a browser driver ([`driver`]: WebSocket + timers around
+//! `sotto_session::Session`) fills from the session's events. Components never touch XML,
+//! keys or the network: they read the store and send [`Action`]s up to the root component.
 //!
-//! Status: the login screen. Signing in arrives with the session milestone.
+//! What it does not do yet: OMEMO (messages are marked and shown as not end-to-end encrypted),
+//! persistent storage (everything lives in memory and is gone on logout or reload).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod chat;
+mod contacts;
+pub mod driver;
 mod login;
+pub mod store;
 mod text;
 
+use std::rc::Rc;
+
+use sotto_session::{Availability, BareJid, ChatState, Config};
 use yew::prelude::*;
+
+use crate::driver::{Driver, Input, Notice};
+use crate::login::Credentials;
+use crate::store::{Connection, FollowUp, Store};
 
 /// The version shown on every screen, so users and testers can tell which build they run.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The root component.
-#[function_component(App)]
-pub fn app() -> Html {
-    html! {
-        <div class="shell">
-            <header class="brand">
-                <h1>{ text::APP_NAME }</h1>
-                <p class="tagline">{ text::TAGLINE }</p>
-            </header>
-            <login::Login />
-            <footer class="footer">
-                <span data-testid="connection-state" class="connection-state">{ text::STATE_OFFLINE }</span>
-                <span data-testid="app-version" class="version">{ format!("{} {VERSION}", text::VERSION_PREFIX) }</span>
-            </footer>
-        </div>
+/// What the screens ask the root to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open a conversation.
+    Open(BareJid),
+    /// Back to the contact list (phone layout).
+    Back,
+    /// Send a message in the open conversation.
+    Send(String),
+    /// We started (`true`) or stopped typing in the open conversation.
+    Typing(bool),
+    /// Add a contact and ask to see their presence.
+    Add(BareJid),
+    /// Accept a contact request (and ask for theirs in return).
+    Approve(BareJid),
+    /// Decline a contact request.
+    Deny(BareJid),
+    /// Remove a contact.
+    Remove(BareJid),
+    /// Hide the notice.
+    DismissNotice,
+    /// Sign out.
+    Logout,
+}
+
+/// The root component's messages.
+pub enum Msg {
+    /// The login form was submitted.
+    Login(Credentials),
+    /// Something happened to the driver of session number `session`.
+    Net {
+        /// Which session (inputs of an older one are ignored).
+        session: u32,
+        /// What happened.
+        input: Input,
+    },
+    /// A screen asked for something.
+    Action(Action),
+}
+
+/// The root component: owns the driver and the store, maps notices into the store and
+/// actions into session commands. Nothing else does either.
+pub struct App {
+    driver: Option<Driver>,
+    /// A driver that is logging out (kept until the server's `<close/>` or a grace period).
+    retiring: Option<(u32, Driver)>,
+    session_no: u32,
+    store: Rc<Store>,
+    signed_in: bool,
+    login_error: Option<String>,
+}
+
+impl Component for App {
+    type Message = Msg;
+    type Properties = ();
+
+    fn create(_ctx: &Context<Self>) -> Self {
+        Self {
+            driver: None,
+            retiring: None,
+            session_no: 0,
+            store: Rc::new(Store::default()),
+            signed_in: false,
+            login_error: None,
+        }
+    }
+
+    fn update(&mut self, ctx: &Context<Self>, msg: Msg) -> bool {
+        match msg {
+            Msg::Login(credentials) => self.login(ctx, credentials),
+            Msg::Net { session, input } => {
+                if session == self.session_no {
+                    if let Some(driver) = self.driver.as_mut() {
+                        let notices = driver.handle(input);
+                        self.apply(notices);
+                    }
+                } else if let Some((no, driver)) = self.retiring.as_mut() {
+                    if *no == session {
+                        let _ = driver.handle(input);
+                        if driver.is_over() {
+                            self.retiring = None;
+                        }
+                    }
+                    return false;
+                }
+            }
+            Msg::Action(action) => self.act(action),
+        }
+        true
+    }
+
+    fn view(&self, ctx: &Context<Self>) -> Html {
+        let connection = self.store.connection();
+        if !self.signed_in {
+            let on_submit = ctx.link().callback(Msg::Login);
+            return html! {
+                <div class="shell">
+                    <header class="brand">
+                        <h1>{ text::APP_NAME }</h1>
+                        <p class="tagline">{ text::TAGLINE }</p>
+                    </header>
+                    <login::Login busy={connection == Connection::Connecting}
+                        error={self.login_error.clone()} {on_submit} />
+                    <footer class="footer">
+                        <span class="connection-state" data-state={connection.label()}
+                            data-testid="connection-state" role="status">{ connection.label() }</span>
+                        <span data-testid="app-version" class="version">{ format!("{} {VERSION}", text::VERSION_PREFIX) }</span>
+                    </footer>
+                </div>
+            };
+        }
+        let on_action = ctx.link().callback(Msg::Action);
+        let store = self.store.clone();
+        let me = store
+            .me
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let view = if store.active.is_some() {
+            "chat"
+        } else {
+            "list"
+        };
+        let logout = on_action.reform(|_: MouseEvent| Action::Logout);
+        html! {
+            <div class="app" data-view={view}>
+                <header class="topbar">
+                    <span class="topbar-brand">{ text::APP_NAME }</span>
+                    <span class="me" title={ text::SIGNED_IN_AS }>
+                        <span class="visually-hidden">{ format!("{} ", text::SIGNED_IN_AS) }</span>
+                        { me }
+                    </span>
+                    <span class="connection-state" data-state={connection.label()}
+                        data-testid="connection-state" role="status"
+                        aria-label={ format!("{}: {}", text::STATE_LABEL, connection.label()) }>
+                        { connection.label() }
+                    </span>
+                    <button type="button" class="button subtle" data-testid="logout" onclick={logout}>
+                        { text::LOGOUT }
+                    </button>
+                </header>
+                if connection == Connection::Reconnecting {
+                    <p class="banner warning" role="alert">{ text::RECONNECTING_BANNER }</p>
+                }
+                if let Some(notice) = store.notice.clone() {
+                    <p class="banner error" role="alert">
+                        <span>{ notice }</span>
+                        <button type="button" class="button subtle"
+                            onclick={on_action.reform(|_: MouseEvent| Action::DismissNotice)}>
+                            { text::DISMISS }
+                        </button>
+                    </p>
+                }
+                <div class="main">
+                    <contacts::Sidebar store={store.clone()} on_action={on_action.clone()} />
+                    <chat::ChatView store={store.clone()} {on_action} />
+                </div>
+                <div class="visually-hidden" aria-live="polite" aria-atomic="true">
+                    { store.announcement.clone() }
+                </div>
+                <footer class="app-footer">
+                    <span data-testid="app-version" class="version">{ format!("{} {VERSION}", text::VERSION_PREFIX) }</span>
+                </footer>
+            </div>
+        }
+    }
+}
+
+impl App {
+    fn login(&mut self, ctx: &Context<Self>, credentials: Credentials) {
+        if self.driver.is_some() {
+            return;
+        }
+        self.session_no = self.session_no.wrapping_add(1);
+        let session = self.session_no;
+        let notify = ctx
+            .link()
+            .callback(move |input: Input| Msg::Net { session, input });
+        let url = credentials.service.to_string();
+        let config = Config {
+            jid: credentials.jid.clone(),
+            password: credentials.password,
+            resource: None,
+            allow_plain: false,
+            service: Some(credentials.service),
+        };
+        self.login_error = None;
+        self.store = Rc::new(Store::signing_in(credentials.jid));
+        let (driver, notices) = Driver::start(config, url, notify);
+        self.driver = Some(driver);
+        self.apply(notices);
+    }
+
+    fn store(&mut self) -> &mut Store {
+        Rc::make_mut(&mut self.store)
+    }
+
+    fn apply(&mut self, notices: Vec<Notice>) {
+        let mut follow_ups = Vec::new();
+        for notice in notices {
+            match notice {
+                Notice::Event(event) => {
+                    if let Some(f) = self.store().apply(*event) {
+                        follow_ups.push(f);
+                    }
+                }
+                Notice::Connection(connection) => {
+                    if connection == Connection::Online {
+                        self.signed_in = true;
+                    }
+                    self.store().set_connection(connection);
+                }
+                Notice::Ended(why) => {
+                    self.login_error = Some(text::ended(&why));
+                    self.reset();
+                    return;
+                }
+            }
+        }
+        for follow_up in follow_ups {
+            match follow_up {
+                FollowUp::Approve(jid) => self.command(|s| s.approve_subscription(&jid)),
+            }
+        }
+    }
+
+    /// Back to the login screen with nothing of the session left in memory.
+    fn reset(&mut self) {
+        self.driver = None;
+        self.signed_in = false;
+        self.store = Rc::new(Store::default());
+    }
+
+    /// Runs a session command; a failure becomes the notice.
+    fn command(
+        &mut self,
+        f: impl FnOnce(&mut sotto_session::Session) -> Result<(), sotto_session::CommandError>,
+    ) {
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        let (result, notices) = driver.command(f);
+        self.apply(notices);
+        if let Err(e) = result {
+            self.store().set_notice(Some(text::command_error(&e)));
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Open(jid) => self.store().open(jid),
+            Action::Back => self.store().close_conversation(),
+            Action::Send(body) => {
+                let Some(peer) = self.store.active.clone() else {
+                    return;
+                };
+                let body = body.trim().to_owned();
+                if body.is_empty() {
+                    return;
+                }
+                let Some(driver) = self.driver.as_mut() else {
+                    return;
+                };
+                let (result, notices) = driver.command(|s| s.send_chat(&peer, &body));
+                match result {
+                    Ok(id) => self.store().sent(&peer, id, body),
+                    Err(e) => self.store().set_notice(Some(text::command_error(&e))),
+                }
+                self.apply(notices);
+            }
+            Action::Typing(typing) => {
+                let Some(peer) = self.store.active.clone() else {
+                    return;
+                };
+                let state = if typing {
+                    ChatState::Composing
+                } else {
+                    ChatState::Active
+                };
+                if let Some(driver) = self.driver.as_mut() {
+                    let ((), notices) = driver.command(|s| s.send_chat_state(&peer, state));
+                    self.apply(notices);
+                }
+            }
+            Action::Add(jid) => self.command(|s| s.add_contact(&jid, None)),
+            Action::Approve(jid) => {
+                self.store().forget_request(&jid);
+                let known = self.store.contacts.get(&jid).is_some_and(|c| {
+                    c.pending_out
+                        || matches!(
+                            c.subscription,
+                            sotto_session::Subscription::To | sotto_session::Subscription::Both
+                        )
+                });
+                self.command(|s| {
+                    s.approve_subscription(&jid)?;
+                    if known {
+                        Ok(())
+                    } else {
+                        // Accepting someone also asks to see them, so both sides see each other.
+                        s.add_contact(&jid, None)
+                    }
+                });
+            }
+            Action::Deny(jid) => {
+                self.store().forget_request(&jid);
+                self.command(|s| s.deny_subscription(&jid));
+            }
+            Action::Remove(jid) => {
+                if self.store.active.as_ref() == Some(&jid) {
+                    self.store().close_conversation();
+                }
+                self.command(|s| s.remove_contact(&jid));
+            }
+            Action::DismissNotice => self.store().set_notice(None),
+            Action::Logout => {
+                if let Some(mut driver) = self.driver.take() {
+                    driver.logout();
+                    if !driver.is_over() {
+                        self.retiring = Some((self.session_no, driver));
+                    }
+                }
+                // A new session number, so the retiring driver's inputs are routed to it.
+                self.session_no = self.session_no.wrapping_add(1);
+                self.login_error = None;
+                self.reset();
+            }
+        }
+    }
+}
+
+/// How available a contact is, in words, and the CSS class of its dot.
+fn availability_words(a: Availability) -> (&'static str, &'static str) {
+    match a {
+        Availability::Available => (text::PRESENCE_AVAILABLE, "available"),
+        Availability::Chat => (text::PRESENCE_CHAT, "available"),
+        Availability::Away => (text::PRESENCE_AWAY, "away"),
+        Availability::ExtendedAway => (text::PRESENCE_XA, "away"),
+        Availability::DoNotDisturb => (text::PRESENCE_DND, "dnd"),
+        Availability::Unavailable => (text::PRESENCE_OFFLINE, "offline"),
     }
 }

@@ -1,9 +1,10 @@
 //! The login screen: one state struct, one message enum, one `update`.
 
 use sotto_session::service::ServiceUrl;
-use sotto_session::DEFAULT_WEBSOCKET_PATH;
+use sotto_session::{BareJid, DEFAULT_WEBSOCKET_PATH};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
+use zeroize::Zeroizing;
 
 use crate::text;
 
@@ -16,6 +17,30 @@ pub enum DeviceMode {
     Kiosk,
 }
 
+/// What the form hands to the app when the user signs in.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    /// The account.
+    pub jid: BareJid,
+    /// Its password.
+    pub password: Zeroizing<String>,
+    /// Personal device or kiosk.
+    pub mode: DeviceMode,
+    /// The WebSocket URL.
+    pub service: ServiceUrl,
+}
+
+/// The form's inputs from the app.
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    /// A sign-in is in progress.
+    pub busy: bool,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// Called with valid credentials.
+    pub on_submit: Callback<Credentials>,
+}
+
 pub enum Msg {
     Jid(String),
     Password(String),
@@ -25,7 +50,7 @@ pub enum Msg {
 
 pub struct Login {
     jid: String,
-    password: String,
+    password: Zeroizing<String>,
     mode: DeviceMode,
     notice: Option<&'static str>,
     service: Option<ServiceUrl>,
@@ -33,33 +58,48 @@ pub struct Login {
 
 impl Component for Login {
     type Message = Msg;
-    type Properties = ();
+    type Properties = Props;
 
     fn create(_ctx: &Context<Self>) -> Self {
         Self {
             jid: String::new(),
-            password: String::new(),
+            password: Zeroizing::new(String::new()),
             mode: DeviceMode::Personal,
             notice: None,
             service: same_origin_service(),
         }
     }
 
-    fn update(&mut self, _ctx: &Context<Self>, msg: Msg) -> bool {
+    fn update(&mut self, ctx: &Context<Self>, msg: Msg) -> bool {
         match msg {
             Msg::Jid(jid) => self.jid = jid,
-            Msg::Password(password) => self.password = password,
+            Msg::Password(password) => self.password = Zeroizing::new(password),
             Msg::Mode(mode) => self.mode = mode,
             Msg::Submit => {
-                self.notice = Some(if !looks_like_bare_jid(&self.jid) {
-                    text::ERROR_JID
-                } else if self.password.is_empty() {
-                    text::ERROR_PASSWORD
-                } else {
-                    text::NOT_YET_AVAILABLE
-                });
+                if ctx.props().busy {
+                    return false;
+                }
+                let jid = parse_bare_jid(&self.jid);
+                self.notice = None;
+                match (jid, &self.service) {
+                    (None, _) => self.notice = Some(text::ERROR_JID),
+                    _ if self.password.is_empty() => self.notice = Some(text::ERROR_PASSWORD),
+                    (_, None) => self.notice = Some(text::ERROR_NO_SERVICE),
+                    (Some(jid), Some(service)) => ctx.props().on_submit.emit(Credentials {
+                        jid,
+                        password: self.password.clone(),
+                        mode: self.mode,
+                        service: service.clone(),
+                    }),
+                }
             }
         }
+        true
+    }
+
+    fn changed(&mut self, _ctx: &Context<Self>, _old: &Props) -> bool {
+        // A new error from the app replaces the form's own notice.
+        self.notice = None;
         true
     }
 
@@ -74,6 +114,12 @@ impl Component for Login {
             Msg::Submit
         });
         let kiosk = self.mode == DeviceMode::Kiosk;
+        let busy = ctx.props().busy;
+        let notice: String = match (self.notice, &ctx.props().error) {
+            (Some(n), _) => n.to_owned(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => String::new(),
+        };
         // On a shared computer the browser must not offer to remember the password.
         let password_autocomplete = if kiosk { "off" } else { "current-password" };
         html! {
@@ -87,7 +133,7 @@ impl Component for Login {
                         oninput={on_jid} required=true />
                     <label for="login-password">{ text::LOGIN_PASSWORD }</label>
                     <input id="login-password" data-testid="login-password" type="password"
-                        autocomplete={password_autocomplete} value={ self.password.clone() }
+                        autocomplete={password_autocomplete} value={ self.password.to_string() }
                         oninput={on_password} required=true />
                     <fieldset class="mode">
                         <legend>{ text::LOGIN_MODE_LEGEND }</legend>
@@ -107,9 +153,12 @@ impl Component for Login {
                     if let Some(service) = &self.service {
                         <p class="service">{ format!("{}: {service}", text::LOGIN_SERVICE) }</p>
                     }
-                    <button type="submit" data-testid="login-submit">{ text::LOGIN_SUBMIT }</button>
-                    <p class="notice" role="status" aria-live="polite" data-testid="login-notice">
-                        { self.notice.unwrap_or_default() }
+                    <button type="submit" data-testid="login-submit" disabled={busy}
+                        aria-busy={ if busy { "true" } else { "false" } }>
+                        { if busy { text::LOGIN_SUBMITTING } else { text::LOGIN_SUBMIT } }
+                    </button>
+                    <p class="notice" role="alert" aria-live="assertive" data-testid="login-notice">
+                        { notice }
                     </p>
                 </form>
             </main>
@@ -123,14 +172,13 @@ fn input_value(e: &InputEvent) -> String {
         .unwrap_or_default()
 }
 
-/// A cheap shape check for the form; full RFC 7622 validation belongs to the session core.
-fn looks_like_bare_jid(jid: &str) -> bool {
-    match jid.trim().split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && !domain.is_empty() && !domain.contains(['@', '/', ' '])
-        }
-        None => false,
+/// A bare JID with a local part (`name@domain`), or `None`.
+pub fn parse_bare_jid(input: &str) -> Option<BareJid> {
+    let input = input.trim();
+    if input.contains('/') {
+        return None;
     }
+    input.parse::<BareJid>().ok().filter(|j| j.node().is_some())
 }
 
 fn same_origin_service() -> Option<ServiceUrl> {
@@ -144,9 +192,10 @@ mod tests {
 
     #[test]
     fn jid_shape() {
-        assert!(looks_like_bare_jid("alice@localhost"));
-        assert!(!looks_like_bare_jid("alice"));
-        assert!(!looks_like_bare_jid("@localhost"));
-        assert!(!looks_like_bare_jid("a@b@c"));
+        assert!(parse_bare_jid(" alice@localhost ").is_some());
+        assert!(parse_bare_jid("alice").is_none());
+        assert!(parse_bare_jid("@localhost").is_none());
+        assert!(parse_bare_jid("a@b@c").is_none());
+        assert!(parse_bare_jid("a@b/c").is_none());
     }
 }

@@ -1,0 +1,238 @@
+//! The conversation view: header with the lock state, the messages, the typing line and the
+//! composer. Message bodies are rendered as text nodes only, never as HTML.
+
+use std::rc::Rc;
+
+use sotto_session::Direction;
+use web_sys::{HtmlElement, HtmlTextAreaElement};
+use yew::prelude::*;
+
+use crate::store::{DeliveryState, Message, Store};
+use crate::{availability_words, text, Action};
+
+/// The chat view's inputs.
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    /// The store.
+    pub store: Rc<Store>,
+    /// Where actions go.
+    pub on_action: Callback<Action>,
+}
+
+/// The conversation view (or a placeholder when none is open).
+#[function_component(ChatView)]
+pub fn chat_view(props: &Props) -> Html {
+    let store = &props.store;
+    let log = use_node_ref();
+    let confirm_remove = use_state(|| false);
+    let active = store.active.clone();
+    let count = active
+        .as_ref()
+        .and_then(|p| store.conversation(p))
+        .map(|c| (c.messages.len(), c.typing))
+        .unwrap_or_default();
+    {
+        // Keep the newest message in view.
+        let log = log.clone();
+        use_effect_with((active.clone(), count), move |_| {
+            if let Some(el) = log.cast::<HtmlElement>() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        });
+    }
+    {
+        let confirm_remove = confirm_remove.clone();
+        use_effect_with(active.clone(), move |_| confirm_remove.set(false));
+    }
+    let Some(peer) = active else {
+        return html! {
+            <section class="chat chat-empty" aria-label={ text::CHAT_EMPTY_TITLE }>
+                <div class="placeholder">
+                    <h2>{ text::CHAT_EMPTY_TITLE }</h2>
+                    <p>{ text::CHAT_EMPTY_HINT }</p>
+                </div>
+            </section>
+        };
+    };
+    let contact = store.contacts.get(&peer);
+    let name = contact
+        .map(|c| c.display_name())
+        .unwrap_or_else(|| peer.to_string());
+    let (presence, dot) = contact
+        .map(|c| availability_words(c.availability()))
+        .unwrap_or((text::PRESENCE_OFFLINE, "offline"));
+    let conversation = store.conversation(&peer);
+    let messages: &[Message] = conversation.map(|c| c.messages.as_slice()).unwrap_or(&[]);
+    let typing = conversation.is_some_and(|c| c.typing);
+    let back = props.on_action.reform(|_: MouseEvent| Action::Back);
+    let on_escape = props.on_action.reform(|_: KeyboardEvent| Action::Back);
+    let on_keydown = Callback::from(move |e: KeyboardEvent| {
+        if e.key() == "Escape" {
+            on_escape.emit(e);
+        }
+    });
+    let remove = {
+        let confirm_remove = confirm_remove.clone();
+        let on_action = props.on_action.clone();
+        let peer = peer.clone();
+        Callback::from(move |_: MouseEvent| {
+            if *confirm_remove {
+                on_action.emit(Action::Remove(peer.clone()));
+            } else {
+                confirm_remove.set(true);
+            }
+        })
+    };
+    html! {
+        <section class="chat" aria-labelledby="chat-heading" onkeydown={on_keydown}>
+            <header class="chat-head">
+                <button type="button" class="button subtle back" onclick={back} aria-label={ text::CHAT_BACK }>
+                    <span aria-hidden="true">{ "‹" }</span>
+                </button>
+                <div class="chat-title">
+                    <h2 id="chat-heading">{ name.clone() }</h2>
+                    <p class="chat-sub">
+                        <span class={classes!("dot", dot)} aria-hidden="true"></span>
+                        { presence }{ " · " }<span class="jid">{ peer.to_string() }</span>
+                    </p>
+                </div>
+                <p class="lock lock-open" data-testid="lock-state" data-encrypted="false"
+                    title={ text::LOCK_NOT_E2E_HINT }>
+                    { lock_icon(false) }
+                    <span>{ text::LOCK_NOT_E2E }</span>
+                </p>
+                if contact.is_some() {
+                    <button type="button" class={classes!("button", "subtle", "remove", (*confirm_remove).then_some("danger"))}
+                        data-testid="contact-remove" onclick={remove}>
+                        { if *confirm_remove { format!("{}?", text::CONTACT_REMOVE) } else { text::CONTACT_REMOVE.to_owned() } }
+                    </button>
+                }
+            </header>
+            <p class="lock-hint">{ text::LOCK_NOT_E2E_HINT }</p>
+            <ol class="messages" ref={log} role="log" aria-label={ text::CHAT_LOG_LABEL } tabindex="0">
+                if messages.is_empty() {
+                    <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
+                }
+                { for messages.iter().map(|m| message_item(m, &name)) }
+            </ol>
+            <p class="typing" aria-live="off">
+                if typing { { format!("{name} {}", text::CHAT_TYPING) } }
+            </p>
+            <Composer key={ peer.to_string() } on_action={ props.on_action.clone() } />
+        </section>
+    }
+}
+
+fn message_item(message: &Message, peer_name: &str) -> Html {
+    let outgoing = message.direction == Direction::Outgoing;
+    let direction = if outgoing { "out" } else { "in" };
+    let state = match message.state {
+        DeliveryState::Sending => Some(text::STATE_SENDING),
+        DeliveryState::Sent => Some(text::STATE_SENT),
+        DeliveryState::Delivered => Some(text::STATE_DELIVERED),
+        DeliveryState::Failed => Some(text::STATE_FAILED),
+        DeliveryState::Received => None,
+    };
+    let who = if outgoing { text::YOU } else { peer_name };
+    html! {
+        <li class={classes!("message", direction, message.state.attr())} data-testid="message"
+            data-direction={direction} data-encrypted={ if message.encrypted { "true" } else { "false" } }
+            data-state={ message.state.attr() }>
+            <span class="visually-hidden">{ format!("{who}: ") }</span>
+            <p class="body">{ message.body.clone() }</p>
+            if let Some(state) = state {
+                <span class="meta">{ state }</span>
+            }
+        </li>
+    }
+}
+
+fn lock_icon(closed: bool) -> Html {
+    let shackle = if closed {
+        "M5 7V5a3 3 0 0 1 6 0v2"
+    } else {
+        "M5 7V5a3 3 0 0 1 5.8-1"
+    };
+    html! {
+        <svg class="icon" viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false">
+            <path d={shackle} fill="none" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" />
+            <rect x="3" y="7" width="10" height="7.5" rx="1.5" fill="currentColor" />
+        </svg>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct ComposerProps {
+    on_action: Callback<Action>,
+}
+
+/// The message box: Enter sends, Shift+Enter starts a new line; typing notifications.
+#[function_component(Composer)]
+fn composer(props: &ComposerProps) -> Html {
+    let text_state = use_state(String::new);
+    let typing = use_mut_ref(|| false);
+    let input = use_node_ref();
+    {
+        // Focus the box when a conversation opens.
+        let input = input.clone();
+        use_effect_with((), move |_| {
+            if let Some(el) = input.cast::<HtmlElement>() {
+                let _ = el.focus();
+            }
+        });
+    }
+    let send = {
+        let text_state = text_state.clone();
+        let typing = typing.clone();
+        let on_action = props.on_action.clone();
+        Callback::from(move |()| {
+            let body = (*text_state).trim().to_owned();
+            if body.is_empty() {
+                return;
+            }
+            on_action.emit(Action::Send(body));
+            // The message itself carries <active/>.
+            *typing.borrow_mut() = false;
+            text_state.set(String::new());
+        })
+    };
+    let on_input = {
+        let text_state = text_state.clone();
+        let typing = typing.clone();
+        let on_action = props.on_action.clone();
+        Callback::from(move |e: InputEvent| {
+            let value = e
+                .target_dyn_into::<HtmlTextAreaElement>()
+                .map(|t| t.value())
+                .unwrap_or_default();
+            let now_typing = !value.trim().is_empty();
+            if now_typing != *typing.borrow() {
+                *typing.borrow_mut() = now_typing;
+                on_action.emit(Action::Typing(now_typing));
+            }
+            text_state.set(value);
+        })
+    };
+    let on_keydown = {
+        let send = send.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
+                e.prevent_default();
+                send.emit(());
+            }
+        })
+    };
+    let on_submit = Callback::from(move |e: SubmitEvent| {
+        e.prevent_default();
+        send.emit(());
+    });
+    html! {
+        <form class="composer" onsubmit={on_submit}>
+            <label class="visually-hidden" for="chat-input">{ text::CHAT_INPUT_LABEL }</label>
+            <textarea id="chat-input" data-testid="chat-input" ref={input} rows="1"
+                placeholder={ text::CHAT_INPUT_PLACEHOLDER } value={ (*text_state).clone() }
+                oninput={on_input} onkeydown={on_keydown} maxlength="20000" />
+            <button type="submit" class="button primary" data-testid="chat-send">{ text::CHAT_SEND }</button>
+        </form>
+    }
+}

@@ -1,0 +1,197 @@
+//! The contacts sidebar: search, the roster, contact requests, adding a contact.
+
+use std::rc::Rc;
+
+use sotto_session::Subscription;
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use crate::login::parse_bare_jid;
+use crate::store::{Contact, Store};
+use crate::{availability_words, text, Action};
+
+/// The sidebar's inputs.
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    /// The store.
+    pub store: Rc<Store>,
+    /// Where actions go.
+    pub on_action: Callback<Action>,
+}
+
+fn input_value(e: &InputEvent) -> String {
+    e.target_dyn_into::<HtmlInputElement>()
+        .map(|input| input.value())
+        .unwrap_or_default()
+}
+
+/// The sidebar.
+#[function_component(Sidebar)]
+pub fn sidebar(props: &Props) -> Html {
+    let query = use_state(String::new);
+    let store = &props.store;
+    let on_search = {
+        let query = query.clone();
+        Callback::from(move |e: InputEvent| query.set(input_value(&e)))
+    };
+    let contacts = store.sorted_contacts(&query);
+    let list = if contacts.is_empty() {
+        let empty = if store.contacts.is_empty() {
+            text::CONTACTS_EMPTY
+        } else {
+            text::CONTACTS_NO_MATCH
+        };
+        html! { <p class="empty">{ empty }</p> }
+    } else {
+        html! {
+            <ul class="contacts" aria-labelledby="contacts-heading">
+                { for contacts.iter().map(|c| contact_row(c, store.active.as_ref() == Some(&c.jid), &props.on_action)) }
+            </ul>
+        }
+    };
+    let strangers = store.strangers();
+    html! {
+        <nav class="sidebar" aria-label={ text::CONTACTS_HEADING }>
+            <div class="sidebar-head">
+                <h2 id="contacts-heading">{ text::CONTACTS_HEADING }</h2>
+                <label class="visually-hidden" for="contact-search">{ text::CONTACTS_SEARCH }</label>
+                <input id="contact-search" class="search" type="search" data-testid="contact-search"
+                    placeholder={ text::CONTACTS_SEARCH_PLACEHOLDER } value={ (*query).clone() }
+                    oninput={on_search} autocomplete="off" spellcheck="false" />
+            </div>
+            if !store.requests.is_empty() {
+                <section class="requests" aria-labelledby="requests-heading">
+                    <h3 id="requests-heading">{ text::REQUESTS_HEADING }</h3>
+                    <ul>
+                        { for store.requests.iter().map(|jid| {
+                            let approve = { let jid = jid.clone(); props.on_action.reform(move |_: MouseEvent| Action::Approve(jid.clone())) };
+                            let deny = { let jid = jid.clone(); props.on_action.reform(move |_: MouseEvent| Action::Deny(jid.clone())) };
+                            html! {
+                                <li class="request" data-testid="subscription-request" data-jid={ jid.to_string() }>
+                                    <p><strong>{ jid.to_string() }</strong>{ " " }{ text::REQUEST_TEXT }</p>
+                                    <div class="request-actions">
+                                        <button type="button" class="button primary" data-testid="subscription-approve"
+                                            data-jid={ jid.to_string() } onclick={approve}>{ text::REQUEST_APPROVE }</button>
+                                        <button type="button" class="button subtle" data-testid="subscription-deny"
+                                            data-jid={ jid.to_string() } onclick={deny}>{ text::REQUEST_DENY }</button>
+                                    </div>
+                                </li>
+                            }
+                        }) }
+                    </ul>
+                </section>
+            }
+            { list }
+            if !strangers.is_empty() {
+                <section class="strangers" aria-labelledby="strangers-heading">
+                    <h3 id="strangers-heading">{ text::STRANGERS_HEADING }</h3>
+                    <ul class="contacts">
+                        { for strangers.iter().map(|jid| {
+                            let open = { let jid = (*jid).clone(); props.on_action.reform(move |_: MouseEvent| Action::Open(jid.clone())) };
+                            html! {
+                                <li><button type="button" class="contact" data-jid={ jid.to_string() } onclick={open}>
+                                    <span class="contact-name">{ jid.to_string() }</span>
+                                </button></li>
+                            }
+                        }) }
+                    </ul>
+                </section>
+            }
+            <AddContact me={ store.me.clone() } on_action={ props.on_action.clone() } />
+        </nav>
+    }
+}
+
+fn contact_row(contact: &Contact, active: bool, on_action: &Callback<Action>) -> Html {
+    let jid = contact.jid.clone();
+    let open = on_action.reform(move |_: MouseEvent| Action::Open(jid.clone()));
+    let (words, class) = availability_words(contact.availability());
+    let name = contact.display_name();
+    let sees = matches!(contact.subscription, Subscription::To | Subscription::Both);
+    let detail = if !sees && contact.pending_out {
+        text::CONTACT_AWAITING.to_owned()
+    } else {
+        match contact.status() {
+            Some(status) => format!("{words} · {status}"),
+            None => words.to_owned(),
+        }
+    };
+    let subscription = match contact.subscription {
+        Subscription::None => "none",
+        Subscription::To => "to",
+        Subscription::From => "from",
+        Subscription::Both => "both",
+    };
+    html! {
+        <li>
+            <button type="button" class={classes!("contact", active.then_some("active"))}
+                data-testid="contact" data-jid={ contact.jid.to_string() }
+                data-presence={ class } data-subscription={ subscription }
+                aria-current={ if active { "true" } else { "false" } } onclick={open}>
+                <span class={classes!("dot", class)} aria-hidden="true"></span>
+                <span class="contact-text">
+                    <span class="contact-name">{ name }</span>
+                    <span class="contact-detail">{ detail }</span>
+                </span>
+                if contact.unread > 0 {
+                    <span class="badge" data-testid="unread" aria-label={ text::unread(contact.unread) }>
+                        { contact.unread }
+                    </span>
+                }
+            </button>
+        </li>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct AddProps {
+    me: Option<sotto_session::BareJid>,
+    on_action: Callback<Action>,
+}
+
+#[function_component(AddContact)]
+fn add_contact(props: &AddProps) -> Html {
+    let value = use_state(String::new);
+    let error = use_state(|| None::<&'static str>);
+    let on_input = {
+        let value = value.clone();
+        let error = error.clone();
+        Callback::from(move |e: InputEvent| {
+            value.set(input_value(&e));
+            error.set(None);
+        })
+    };
+    let on_submit = {
+        let value = value.clone();
+        let error = error.clone();
+        let me = props.me.clone();
+        let on_action = props.on_action.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            match parse_bare_jid(&value) {
+                None => error.set(Some(text::CONTACT_ADD_INVALID)),
+                Some(jid) if Some(&jid) == me.as_ref() => error.set(Some(text::CONTACT_ADD_SELF)),
+                Some(jid) => {
+                    on_action.emit(Action::Add(jid));
+                    value.set(String::new());
+                }
+            }
+        })
+    };
+    html! {
+        <form class="add-contact" onsubmit={on_submit} novalidate=true>
+            <label for="contact-add-jid">{ text::CONTACT_ADD_LABEL }</label>
+            <div class="row">
+                <input id="contact-add-jid" data-testid="contact-add-jid" type="email" inputmode="email"
+                    autocomplete="off" spellcheck="false" placeholder={ text::CONTACT_ADD_PLACEHOLDER }
+                    value={ (*value).clone() } oninput={on_input}
+                    aria-invalid={ if error.is_some() { "true" } else { "false" } }
+                    aria-describedby="contact-add-error" />
+                <button type="submit" class="button primary" data-testid="contact-add-submit">
+                    { text::CONTACT_ADD_SUBMIT }
+                </button>
+            </div>
+            <p id="contact-add-error" class="field-error" role="alert">{ error.unwrap_or_default() }</p>
+        </form>
+    }
+}

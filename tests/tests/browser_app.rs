@@ -1,0 +1,383 @@
+//! The web app end to end: two headless Chromiums (alice and bob) signed in through the real
+//! bridge to a real Prosody, driven only through the app's `data-testid` hooks. Test names start
+//! with `browser_` (`cargo xtask test --quick` skips them).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use fantoccini::Locator;
+use sotto_tests::bridge::BridgeFixture;
+use sotto_tests::browser::{testid_selector, with_browser, Browser};
+use sotto_tests::prosody::{Prosody, ProsodyOptions};
+
+const LOAD: Duration = Duration::from_secs(20);
+const STEP: Duration = Duration::from_secs(15);
+
+/// The built site: `SOTTO_DIST_DIR` (set by `cargo xtask test`) or `target/dist`.
+fn dist_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("SOTTO_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sotto_tests::target_dir().join("dist"));
+    ensure!(
+        dir.join("index.html").is_file(),
+        "no built client in {} — run `cargo xtask dist` (cargo xtask test does it for you)",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+fn start_prosody(name: &str) -> Result<Prosody> {
+    let prosody = Prosody::start(ProsodyOptions {
+        dir: sotto_tests::test_dir(name)?,
+        domain: "localhost".into(),
+        websocket: false,
+    })?;
+    prosody.register("alice", "alice-pass")?;
+    prosody.register("bob", "bob-pass")?;
+    Ok(prosody)
+}
+
+async fn save_screenshot(b: &Browser, name: &str) -> Result<()> {
+    let dir = sotto_tests::target_dir().join("screenshots");
+    std::fs::create_dir_all(&dir)?;
+    b.screenshot(&dir.join(format!("{name}.png"))).await
+}
+
+/// Waits until `css` matches at least one element.
+async fn wait_css(
+    b: &Browser,
+    css: &str,
+    timeout: Duration,
+) -> Result<fantoccini::elements::Element> {
+    b.client()
+        .wait()
+        .at_most(timeout)
+        .every(Duration::from_millis(100))
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no element {css} within {timeout:?}"))
+}
+
+/// Waits until the element with `testid` has exactly `expected` as its text.
+async fn wait_text(b: &Browser, testid: &str, expected: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        if let Ok(e) = b
+            .client()
+            .find(Locator::Css(&testid_selector(testid)))
+            .await
+        {
+            if let Ok(text) = e.text().await {
+                if text.trim() == expected {
+                    return Ok(());
+                }
+                last = text;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{testid} did not become {expected:?} within {timeout:?} (last: {last:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until some element matching `css` has text containing `needle`; returns it.
+async fn wait_css_text(
+    b: &Browser,
+    css: &str,
+    needle: &str,
+    timeout: Duration,
+) -> Result<fantoccini::elements::Element> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        for e in b
+            .client()
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_default()
+        {
+            if e.text().await.is_ok_and(|t| t.contains(needle)) {
+                return Ok(e);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no {css} containing {needle:?} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the element's attribute has the value.
+async fn wait_attr(
+    e: &fantoccini::elements::Element,
+    attr: &str,
+    expected: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = e.attr(attr).await?;
+        if value.as_deref() == Some(expected) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{attr} did not become {expected:?} within {timeout:?} (last: {value:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn type_into(b: &Browser, testid: &str, text: &str) -> Result<()> {
+    let e = b.wait_for_testid(testid, STEP).await?;
+    e.click().await?;
+    e.send_keys(text).await?;
+    Ok(())
+}
+
+async fn click(b: &Browser, testid: &str) -> Result<()> {
+    b.wait_for_testid(testid, STEP).await?.click().await?;
+    Ok(())
+}
+
+/// Opens the app and submits the login form.
+async fn submit_login(b: &Browser, url: &str, jid: &str, password: &str) -> Result<()> {
+    b.client().set_window_size(1200, 800).await?;
+    b.goto(url).await?;
+    b.wait_for_testid("login-jid", LOAD).await?;
+    type_into(b, "login-jid", jid).await?;
+    type_into(b, "login-password", password).await?;
+    click(b, "login-submit").await
+}
+
+async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
+    submit_login(
+        b,
+        url,
+        &format!("{user}@localhost"),
+        &format!("{user}-pass"),
+    )
+    .await?;
+    wait_text(b, "connection-state", "online", STEP)
+        .await
+        .with_context(|| format!("{user} signing in"))
+}
+
+fn contact_css(jid: &str) -> String {
+    format!("[data-testid=\"contact\"][data-jid=\"{jid}\"]")
+}
+
+/// No console errors other than the favicon and what `allowed` names.
+async fn assert_clean_console(b: &Browser) -> Result<()> {
+    let log = b.console_log().await?;
+    let errors: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("SEVERE") && !l.contains("favicon"))
+        .collect();
+    ensure!(errors.is_empty(), "console errors: {errors:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
+    let dist = dist_dir()?;
+    let prosody = start_prosody("browser-app-chat")?;
+    let bridge = BridgeFixture::start(&prosody, Some(&dist), "").await?;
+    let url = bridge.http_url();
+
+    with_browser("browser_app_alice", async |alice: &Browser| {
+        with_browser("browser_app_bob", async |bob: &Browser| {
+            // The login screen, before anything.
+            alice.client().set_window_size(1200, 800).await?;
+            alice.goto(&url).await?;
+            alice.wait_for_testid("login-submit", LOAD).await?;
+            wait_text(alice, "connection-state", "offline", STEP).await?;
+            save_screenshot(alice, "login").await?;
+
+            login(alice, &url, "alice").await?;
+            login(bob, &url, "bob").await?;
+
+            // alice adds bob; bob accepts (which asks for alice's presence in return, and
+            // alice's app accepts that because she asked first).
+            type_into(alice, "contact-add-jid", "bob@localhost").await?;
+            click(alice, "contact-add-submit").await?;
+            wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
+            let approve = wait_css(
+                bob,
+                "[data-testid=\"subscription-approve\"][data-jid=\"alice@localhost\"]",
+                STEP,
+            )
+            .await?;
+            save_screenshot(bob, "roster-request").await?;
+            approve.click().await?;
+            // Should alice be asked after all, she accepts too.
+            if let Ok(e) = wait_css(
+                alice,
+                "[data-testid=\"subscription-approve\"][data-jid=\"bob@localhost\"]",
+                Duration::from_secs(2),
+            )
+            .await
+            {
+                e.click().await?;
+            }
+            let bob_at_alice = wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
+            let alice_at_bob = wait_css(bob, &contact_css("alice@localhost"), STEP).await?;
+            wait_attr(&bob_at_alice, "data-subscription", "both", STEP).await?;
+            wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
+            wait_attr(&bob_at_alice, "data-presence", "available", STEP).await?;
+            wait_attr(&alice_at_bob, "data-presence", "available", STEP).await?;
+            save_screenshot(alice, "roster").await?;
+
+            // alice writes; Enter sends.
+            bob_at_alice.click().await?;
+            wait_css(
+                alice,
+                "[data-testid=\"lock-state\"][data-encrypted=\"false\"]",
+                STEP,
+            )
+            .await?;
+            type_into(alice, "chat-input", "Hello Bob <b>not bold</b>\u{E007}").await?;
+            let sent = wait_css_text(
+                alice,
+                "[data-testid=\"message\"][data-direction=\"out\"]",
+                "Hello Bob",
+                STEP,
+            )
+            .await?;
+            ensure!(sent.attr("data-encrypted").await?.as_deref() == Some("false"));
+
+            // bob sees it, as text (the markup is not interpreted), with an unread badge.
+            let badge = wait_css(bob, "[data-testid=\"unread\"]", STEP).await?;
+            ensure!(badge.text().await?.trim() == "1");
+            alice_at_bob.click().await?;
+            let got = wait_css_text(
+                bob,
+                "[data-testid=\"message\"][data-direction=\"in\"]",
+                "Hello Bob <b>not bold</b>",
+                STEP,
+            )
+            .await?;
+            ensure!(got.attr("data-encrypted").await?.as_deref() == Some("false"));
+            ensure!(
+                bob.client()
+                    .find_all(Locator::Css(".message b"))
+                    .await?
+                    .is_empty(),
+                "a message body was rendered as HTML"
+            );
+            // The receipt comes back: delivered.
+            wait_attr(&sent, "data-state", "delivered", STEP).await?;
+
+            // bob types (alice sees the typing notification), then replies with the button.
+            type_into(bob, "chat-input", "Hi Alice").await?;
+            wait_css_text(alice, ".typing", "typing", STEP).await?;
+            click(bob, "chat-send").await?;
+            wait_css_text(
+                alice,
+                "[data-testid=\"message\"][data-direction=\"in\"]",
+                "Hi Alice",
+                STEP,
+            )
+            .await?;
+            let reply = wait_css_text(
+                bob,
+                "[data-testid=\"message\"][data-direction=\"out\"]",
+                "Hi Alice",
+                STEP,
+            )
+            .await?;
+            wait_attr(&reply, "data-state", "delivered", STEP).await?;
+            save_screenshot(alice, "chat").await?;
+            save_screenshot(bob, "chat-bob").await?;
+
+            // Phone width: one pane at a time.
+            bob.client().set_window_size(390, 800).await?;
+            save_screenshot(bob, "chat-phone").await?;
+
+            // Logout ends the session and returns to an empty login screen.
+            click(alice, "logout").await?;
+            alice.wait_for_testid("login-jid", STEP).await?;
+            wait_text(alice, "connection-state", "offline", STEP).await?;
+            ensure!(
+                alice
+                    .client()
+                    .find_all(Locator::Css(
+                        "[data-testid=\"message\"], [data-testid=\"contact\"]"
+                    ))
+                    .await?
+                    .is_empty(),
+                "state survived logout"
+            );
+            // bob sees alice go offline.
+            wait_attr(&alice_at_bob, "data-presence", "offline", STEP).await?;
+            assert_clean_console(alice).await?;
+            assert_clean_console(bob).await?;
+            Ok(())
+        })
+        .await
+    })
+    .await?;
+    bridge.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_app_login_errors() -> Result<()> {
+    let dist = dist_dir()?;
+    let prosody = start_prosody("browser-app-errors")?;
+    let bridge = BridgeFixture::start(&prosody, Some(&dist), "").await?;
+    let url = bridge.http_url();
+    with_browser("browser_app_login_errors", async |b: &Browser| {
+        // Wrong password.
+        submit_login(b, &url, "alice@localhost", "not-the-password").await?;
+        wait_css_text(b, &testid_selector("login-notice"), "Wrong", STEP).await?;
+        wait_text(b, "connection-state", "offline", STEP).await?;
+        save_screenshot(b, "login-wrong-password").await?;
+
+        // A domain the bridge does not serve.
+        b.goto(&url).await?;
+        b.wait_for_testid("login-jid", LOAD).await?;
+        type_into(b, "login-jid", "alice@elsewhere.example").await?;
+        type_into(b, "login-password", "whatever").await?;
+        click(b, "login-submit").await?;
+        wait_css_text(b, &testid_selector("login-notice"), "Unknown domain", STEP).await?;
+        wait_text(b, "connection-state", "offline", STEP).await?;
+
+        // And the right password still works afterwards.
+        login(b, &url, "alice").await?;
+        click(b, "logout").await?;
+        b.wait_for_testid("login-jid", STEP).await?;
+        Ok(())
+    })
+    .await?;
+    bridge.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_app_server_unreachable() -> Result<()> {
+    let dist = dist_dir()?;
+    let prosody = start_prosody("browser-app-unreachable")?;
+    let bridge = BridgeFixture::start(&prosody, Some(&dist), "").await?;
+    let url = bridge.http_url();
+    with_browser("browser_app_server_unreachable", async |b: &Browser| {
+        b.goto(&url).await?;
+        b.wait_for_testid("login-jid", LOAD).await?;
+        // The page is loaded; now the server goes away.
+        bridge.stop().await?;
+        type_into(b, "login-jid", "alice@localhost").await?;
+        type_into(b, "login-password", "alice-pass").await?;
+        click(b, "login-submit").await?;
+        wait_css_text(
+            b,
+            &testid_selector("login-notice"),
+            "cannot be reached",
+            STEP,
+        )
+        .await?;
+        wait_text(b, "connection-state", "offline", STEP).await?;
+        Ok(())
+    })
+    .await
+}
