@@ -1,9 +1,12 @@
-//! `cargo xtask fuzz [--seconds N]`: every cargo-fuzz target under `fuzz/`, N seconds each.
+//! `cargo xtask fuzz [--seconds N]`: every cargo-fuzz target, N seconds each: those in `fuzz/`
+//! (the bridge's parsers) and those of any crate with a `fuzz/` directory of its own
+//! (`client/*/fuzz`).
 //!
 //! Needs the nightly toolchain (installed through rustup when missing) and cargo-fuzz (installed
 //! from crates.io when missing). Each target starts from its committed seed corpus in
-//! `fuzz/corpus/<target>/`; what the fuzzer finds goes to `fuzz/target/corpus/<target>/` (not
-//! committed), crashes to `fuzz/artifacts/<target>/`, the log to `fuzz/target/logs/<target>.log`.
+//! `<fuzz dir>/corpus/<target>/` if there is one; what the fuzzer finds goes to
+//! `<fuzz dir>/target/corpus/<target>/` (not committed), crashes to
+//! `<fuzz dir>/artifacts/<target>/`, the log to `<fuzz dir>/target/logs/<target>.log`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,25 +25,46 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// What one target did.
 pub struct FuzzResult {
+    /// `fuzz dir:target`, e.g. `fuzz:bridge_splitter`.
     pub target: String,
     pub runs: Option<u64>,
     pub seconds: f64,
 }
 
-fn fuzz_dir() -> PathBuf {
-    workspace_root().join("fuzz")
+/// Every cargo-fuzz directory: `fuzz/` first, then `client/*/fuzz`, each a cargo workspace of its
+/// own whose Cargo.toml says `cargo-fuzz = true`.
+fn fuzz_dirs() -> Vec<PathBuf> {
+    let root = workspace_root();
+    let mut dirs = vec![root.join("fuzz")];
+    let mut crates: Vec<PathBuf> = std::fs::read_dir(root.join("client"))
+        .map(|entries| entries.flatten().map(|e| e.path().join("fuzz")).collect())
+        .unwrap_or_default();
+    crates.sort();
+    dirs.extend(crates);
+    dirs.retain(|dir| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|toml| toml.contains("cargo-fuzz = true"))
+    });
+    dirs
 }
 
-/// `cargo +nightly …` in `fuzz/`, through the rustup proxy (not `$CARGO`, which is pinned to the
-/// workspace toolchain) and with the fuzz workspace's own target directory.
-fn nightly_cargo() -> Command {
+/// `cargo +nightly …` in `dir`, through the rustup proxy (not `$CARGO`, which is pinned to the
+/// workspace toolchain) and with that fuzz workspace's own target directory.
+fn nightly_cargo(dir: &Path) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.arg("+nightly")
-        .current_dir(fuzz_dir())
+        .current_dir(dir)
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("RUSTC")
         .env_remove("RUSTFLAGS")
-        .env("CARGO_TARGET_DIR", fuzz_dir().join("target"));
+        .env("CARGO_TARGET_DIR", dir.join("target"));
+    cmd
+}
+
+/// `--fuzz-dir DIR`: cargo-fuzz would otherwise look for `fuzz/` under the current directory.
+fn fuzz_command(dir: &Path, subcommand: &str) -> Command {
+    let mut cmd = nightly_cargo(dir);
+    cmd.args(["fuzz", subcommand, "--fuzz-dir"]).arg(dir);
     cmd
 }
 
@@ -82,10 +106,9 @@ pub fn ensure_tools() -> Result<()> {
     Ok(())
 }
 
-/// The targets `cargo fuzz list` reports.
-fn targets() -> Result<Vec<String>> {
-    let output = nightly_cargo()
-        .args(["fuzz", "list"])
+/// The targets `cargo fuzz list` reports for `dir`.
+fn targets(dir: &Path) -> Result<Vec<String>> {
+    let output = fuzz_command(dir, "list")
         .output()
         .context("cannot run cargo fuzz list")?;
     if !output.status.success() {
@@ -105,29 +128,31 @@ fn targets() -> Result<Vec<String>> {
 /// Builds all targets, then runs each for `seconds`; fails on the first crash.
 pub fn run(seconds: u64) -> Result<Vec<FuzzResult>> {
     ensure_tools()?;
-    let started = Instant::now();
-    run_command(nightly_cargo().args(["fuzz", "build"]))?;
-    eprintln!(
-        "fuzz targets built in {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
     let mut results = Vec::new();
-    for target in targets()? {
-        results.push(run_target(&target, seconds)?);
+    for dir in fuzz_dirs() {
+        let started = Instant::now();
+        run_command(&mut fuzz_command(&dir, "build"))?;
+        eprintln!(
+            "fuzz targets in {} built in {:.0} s",
+            rel(&dir),
+            started.elapsed().as_secs_f64()
+        );
+        for target in targets(&dir)? {
+            results.push(run_target(&dir, &target, seconds)?);
+        }
     }
     eprintln!("\nfuzzing summary ({seconds} s per target):");
     for r in &results {
         let runs = r.runs.map_or("?".to_owned(), |n| n.to_string());
         eprintln!(
-            "  {:<28} {runs:>12} executions in {:.0} s, no crash",
+            "  {:<40} {runs:>12} executions in {:.0} s, no crash",
             r.target, r.seconds
         );
     }
     Ok(results)
 }
 
-fn run_target(target: &str, seconds: u64) -> Result<FuzzResult> {
-    let dir = fuzz_dir();
+fn run_target(dir: &Path, target: &str, seconds: u64) -> Result<FuzzResult> {
     let work_corpus = dir.join("target").join("corpus").join(target);
     let seeds = dir.join("corpus").join(target);
     let logs = dir.join("target").join("logs");
@@ -138,10 +163,12 @@ fn run_target(target: &str, seconds: u64) -> Result<FuzzResult> {
     eprintln!("fuzzing {target} for {seconds} s (log: {})", rel(&log_path));
     let started = Instant::now();
     // New inputs go to the first corpus directory; the committed seeds are only read.
-    let status = nightly_cargo()
-        .args(["fuzz", "run", target])
-        .arg(&work_corpus)
-        .arg(&seeds)
+    let mut cmd = fuzz_command(dir, "run");
+    cmd.arg(target).arg(&work_corpus);
+    if seeds.is_dir() {
+        cmd.arg(&seeds);
+    }
+    let status = cmd
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .arg("-timeout=10")
@@ -158,8 +185,10 @@ fn run_target(target: &str, seconds: u64) -> Result<FuzzResult> {
             eprintln!("  | {line}");
         }
         bail!(
-            "fuzz target {target} failed ({status}); the crashing input is in fuzz/artifacts/{target}/, \
-             reproduce with `cd fuzz && cargo +nightly fuzz run {target} <file>`"
+            "fuzz target {target} failed ({status}); the crashing input is in {}/artifacts/{target}/, \
+             reproduce with `cargo +nightly fuzz run --fuzz-dir {} {target} <file>`",
+            rel(dir),
+            rel(dir)
         );
     }
     let runs = text
@@ -168,7 +197,7 @@ fn run_target(target: &str, seconds: u64) -> Result<FuzzResult> {
         .filter_map(|n| n.trim().parse().ok())
         .next_back();
     Ok(FuzzResult {
-        target: target.to_owned(),
+        target: format!("{}:{target}", rel(dir)),
         runs,
         seconds: secs,
     })
