@@ -2,7 +2,8 @@
 //! bridge to a real Prosody, driven only through the app's `data-testid` hooks. Test names start
 //! with `browser_` (`cargo xtask test --quick` skips them).
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -10,6 +11,8 @@ use fantoccini::Locator;
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
 use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 const LOAD: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(15);
@@ -380,4 +383,140 @@ async fn browser_app_server_unreachable() -> Result<()> {
         Ok(())
     })
     .await
+}
+
+/// A bridge on a fixed address, so it can be stopped and started again where the page expects it.
+struct FixedBridge {
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl FixedBridge {
+    async fn start(addr: SocketAddr, prosody: &Prosody, dist: &Path) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let text = sotto_tests::bridge::config_text(addr, prosody, Some(dist), "");
+        let config = sotto_bridge::config::Config::parse(&text)?;
+        let bridge = sotto_bridge::Bridge::new(config)?;
+        let (shutdown, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(bridge.serve(listener, async move {
+            let _ = rx.await;
+        }));
+        Ok(Self { shutdown, task })
+    }
+
+    async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// alice adds bob, bob accepts; both end up subscribed both ways.
+async fn befriend(alice: &Browser, bob: &Browser) -> Result<()> {
+    type_into(alice, "contact-add-jid", "bob@localhost").await?;
+    click(alice, "contact-add-submit").await?;
+    wait_css(
+        bob,
+        "[data-testid=\"subscription-approve\"][data-jid=\"alice@localhost\"]",
+        STEP,
+    )
+    .await?
+    .click()
+    .await?;
+    let bob_at_alice = wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
+    let alice_at_bob = wait_css(bob, &contact_css("alice@localhost"), STEP).await?;
+    wait_attr(&bob_at_alice, "data-subscription", "both", STEP).await?;
+    wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
+    Ok(())
+}
+
+async fn count(b: &Browser, css: &str) -> Result<usize> {
+    Ok(b.client().find_all(Locator::Css(css)).await?.len())
+}
+
+/// The bridge goes away mid-conversation and comes back: the app says "reconnecting", then
+/// resumes by itself; messages sent meanwhile arrive exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_app_reconnects_after_bridge_restart() -> Result<()> {
+    let dist = dist_dir()?;
+    let prosody = start_prosody("browser-app-reconnect")?;
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await?
+        .local_addr()?;
+    let bridge = FixedBridge::start(addr, &prosody, &dist).await?;
+    let url = format!("http://{addr}");
+    let mut bridge = Some(bridge);
+    let bridge_slot = &mut bridge;
+    let (prosody_ref, dist_ref) = (&prosody, dist.as_path());
+    with_browser("browser_app_reconnect_alice", async |alice: &Browser| {
+        with_browser("browser_app_reconnect_bob", async |bob: &Browser| {
+            login(alice, &url, "alice").await?;
+            login(bob, &url, "bob").await?;
+            befriend(alice, bob).await?;
+            wait_css(alice, &contact_css("bob@localhost"), STEP)
+                .await?
+                .click()
+                .await?;
+            wait_css(bob, &contact_css("alice@localhost"), STEP)
+                .await?
+                .click()
+                .await?;
+            type_into(alice, "chat-input", "before the restart\u{E007}").await?;
+            wait_css_text(
+                bob,
+                "[data-testid=\"message\"][data-direction=\"in\"]",
+                "before the restart",
+                STEP,
+            )
+            .await?;
+
+            // The bridge stops: the loss is shown, not hidden.
+            if let Some(b) = bridge_slot.take() {
+                b.stop().await?;
+            }
+            wait_text(alice, "connection-state", "reconnecting", STEP).await?;
+            wait_text(bob, "connection-state", "reconnecting", STEP).await?;
+            save_screenshot(alice, "reconnecting").await?;
+            // Written while offline: queued, sent once the connection is back.
+            type_into(alice, "chat-input", "while offline\u{E007}").await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+
+            *bridge_slot = Some(FixedBridge::start(addr, prosody_ref, dist_ref).await?);
+            let back = Duration::from_secs(40);
+            wait_text(alice, "connection-state", "online", back).await?;
+            wait_text(bob, "connection-state", "online", back).await?;
+            wait_css_text(
+                bob,
+                "[data-testid=\"message\"][data-direction=\"in\"]",
+                "while offline",
+                STEP,
+            )
+            .await?;
+            type_into(bob, "chat-input", "after the restart\u{E007}").await?;
+            wait_css_text(
+                alice,
+                "[data-testid=\"message\"][data-direction=\"in\"]",
+                "after the restart",
+                STEP,
+            )
+            .await?;
+            // Exactly once each.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ensure!(
+                count(bob, "[data-testid=\"message\"][data-direction=\"in\"]").await? == 2,
+                "bob's messages duplicated or lost"
+            );
+            ensure!(
+                count(alice, "[data-testid=\"message\"][data-direction=\"in\"]").await? == 1,
+                "alice's messages duplicated or lost"
+            );
+            Ok(())
+        })
+        .await
+    })
+    .await?;
+    if let Some(b) = bridge.take() {
+        b.stop().await?;
+    }
+    Ok(())
 }

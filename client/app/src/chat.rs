@@ -93,7 +93,10 @@ pub fn chat_view(props: &Props) -> Html {
                     <h2 id="chat-heading">{ name.clone() }</h2>
                     <p class="chat-sub">
                         <span class={classes!("dot", dot)} aria-hidden="true"></span>
-                        { presence }{ " · " }<span class="jid">{ peer.to_string() }</span>
+                        { presence }
+                        if name != peer.to_string() {
+                            { " · " }<span class="jid">{ peer.to_string() }</span>
+                        }
                     </p>
                 </div>
                 <p class="lock lock-open" data-testid="lock-state" data-encrypted="false"

@@ -154,7 +154,7 @@ impl Component for App {
         };
         let logout = on_action.reform(|_: MouseEvent| Action::Logout);
         html! {
-            <div class="app" data-view={view}>
+            <div class="app" data-view={view} data-connection={connection.label()}>
                 <header class="topbar">
                     <span class="topbar-brand">{ text::APP_NAME }</span>
                     <span class="me" title={ text::SIGNED_IN_AS }>

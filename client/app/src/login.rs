@@ -126,6 +126,9 @@ impl Component for Login {
             <main class="login" aria-labelledby="login-heading">
                 <h2 id="login-heading">{ text::LOGIN_HEADING }</h2>
                 <form onsubmit={on_submit} novalidate=true>
+                    <p class="notice" role="alert" aria-live="assertive" data-testid="login-notice">
+                        { notice }
+                    </p>
                     <label for="login-jid">{ text::LOGIN_JID }</label>
                     <input id="login-jid" data-testid="login-jid" type="email" inputmode="email"
                         autocomplete={ if kiosk { "off" } else { "username" } } spellcheck="false"
@@ -157,9 +160,6 @@ impl Component for Login {
                         aria-busy={ if busy { "true" } else { "false" } }>
                         { if busy { text::LOGIN_SUBMITTING } else { text::LOGIN_SUBMIT } }
                     </button>
-                    <p class="notice" role="alert" aria-live="assertive" data-testid="login-notice">
-                        { notice }
-                    </p>
                 </form>
             </main>
         }

@@ -293,6 +293,12 @@ impl Store {
                 self.connection = Some(Connection::Online);
                 self.notice = None;
             }
+            Event::ResumeFailed => {
+                // A new session: what we knew of presence is stale; fresh presence follows.
+                for contact in self.contacts.values_mut() {
+                    contact.resources.clear();
+                }
+            }
             Event::Roster(items) => {
                 let old = std::mem::take(&mut self.contacts);
                 for item in items {
