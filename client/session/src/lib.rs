@@ -24,6 +24,7 @@ pub mod event;
 #[cfg(feature = "native")]
 pub mod native;
 mod ns;
+pub mod omemo;
 pub mod scram;
 pub mod service;
 mod session;
