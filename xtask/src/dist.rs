@@ -26,9 +26,16 @@ use sha2::{Digest, Sha256, Sha384};
 
 /// The most a first visit may download, gzip-compressed: `index.html` + stylesheet + glue js + wasm.
 ///
-/// The product goal is ≤ 200 KB; this hard limit leaves headroom so the build only fails on a real
-/// regression. For comparison, Converse.js fetches 474 KB gzip before it shows its login screen.
-pub const FIRST_LOAD_GZIP_BUDGET: u64 = 250 * 1024;
+/// The product goal is ≤ 200 KB. For comparison, Converse.js fetches 474 KB gzip before it shows
+/// its login screen.
+///
+/// Raised from 250 KiB to 340 KiB when the real session core went into the app (first load
+/// 323 KiB): about 136 KB gzip of it are Unicode tables (stringprep, IDNA, normalisation) that the
+/// `jid` crate and SASLprep bring, the rest XML parsing and the UI. The limit sits just above
+/// today's size so that any further growth fails the build and has to be argued for; getting back
+/// under 200 KB (slimmer JID preparation in the browser, dropping unused xmpp-parsers code) is
+/// open work in the app issue.
+pub const FIRST_LOAD_GZIP_BUDGET: u64 = 340 * 1024;
 
 /// The package that is the browser client.
 const APP_PACKAGE: &str = "sotto-app";
