@@ -4,11 +4,13 @@
 //! 5 server unreachable.
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sotto_session::native::{Client, DriverError, WaitError};
+use sotto_session::omemo::{Omemo, OmemoEvent};
 use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
 use zeroize::Zeroizing;
 
@@ -18,12 +20,17 @@ usage: sotto --service URL --jid JID [--ca FILE] [--store DIR] [--resource NAME]
 The password is read from SOTTO_PASSWORD, or prompted for on a terminal; never from a flag.
 
 Commands:
-  send TO TEXT [--plaintext]     send one chat message. End-to-end encryption (OMEMO) is not in
-                                 this build yet, so --plaintext is required to send unencrypted
+  send TO TEXT [--plaintext]     send one chat message, OMEMO-encrypted to all of TO's devices
+                                 (fails if TO has none); --plaintext sends it unencrypted
   listen [--count N] [--timeout SECS] [--echo]
                                  print each received chat message as one JSON line
-                                 {\"from\", \"body\", \"encrypted\"}; exit 0 after N messages,
-                                 3 on timeout; --echo replies with the same body
+                                 {\"from\", \"body\", \"encrypted\", \"error\"?}; exit 0 after N
+                                 messages, 3 on timeout; --echo replies with the same body
+  devices [JID]                  our (or JID's) OMEMO device ids, one JSON line each
+  fingerprints                   this device's OMEMO id and fingerprint
+
+--store DIR keeps this device's OMEMO identity (DIR/omemo.json, mode 0600); without it every
+run is a new OMEMO device. Sessions and trust decisions are not stored yet.
   roster                         print the roster, one JSON line per contact
   add JID | remove JID           add a contact (and ask to see their presence) / remove one
   approve JID | deny JID         answer a contact's subscription request
@@ -76,6 +83,7 @@ struct Options {
     service: String,
     jid: BareJid,
     ca: Option<PathBuf>,
+    store: Option<PathBuf>,
     resource: Option<String>,
     command: Vec<String>,
 }
@@ -85,6 +93,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Failure> {
     let mut service = None;
     let mut jid = None;
     let mut ca = None;
+    let mut store = None;
     let mut resource = None;
     let mut command = Vec::new();
     let mut iter = args.into_iter();
@@ -93,10 +102,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Failure> {
             "--service" => service = iter.next(),
             "--jid" => jid = iter.next(),
             "--ca" => ca = iter.next().map(PathBuf::from),
-            "--store" => {
-                // Accepted for forward compatibility; this build keeps no state.
-                let _ = iter.next();
-            }
+            "--store" => store = iter.next().map(PathBuf::from),
             "--resource" => resource = iter.next(),
             "--password" => {
                 return Err(usage(
@@ -124,6 +130,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Failure> {
         service,
         jid,
         ca,
+        store,
         resource,
         command,
     })
@@ -192,17 +199,9 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
     let verb = command.first().map(String::as_str).unwrap_or_default();
     // Validate the command before asking for a password or touching the network.
     match verb {
-        "send" if command.len() >= 3 => {
-            if !command.iter().any(|a| a == "--plaintext") {
-                return Err(Failure(
-                    EXIT_USAGE,
-                    "end-to-end encryption (OMEMO) is not available in this build yet; \
-                     pass --plaintext to send unencrypted on purpose"
-                        .into(),
-                ));
-            }
-        }
-        "listen" | "roster" => {}
+        "send" if command.len() >= 3 => {}
+        "listen" | "roster" | "fingerprints" => {}
+        "devices" if command.len() <= 2 => {}
         "add" | "remove" | "approve" | "deny" if command.len() == 2 => {}
         _ => {
             return Err(Failure(
@@ -219,6 +218,21 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
         service: None,
     };
     let mut client = Client::connect(&options.service, config, options.ca.as_deref()).await?;
+    let plaintext = command.iter().any(|a| a == "--plaintext");
+    if matches!(verb, "listen" | "devices" | "fingerprints") || (verb == "send" && !plaintext) {
+        let omemo = load_omemo(&options)?;
+        let mut e2e = E2e {
+            client,
+            omemo,
+            out: VecDeque::new(),
+        };
+        e2e.omemo.attach(e2e.client.session());
+        let result = e2e.run(verb, &command).await;
+        save_omemo(&options, &e2e.omemo)?;
+        result?;
+        e2e.client.close().await?;
+        return Ok(());
+    }
     client.wait_online(LOGIN_TIMEOUT).await?;
     match verb {
         "send" => {
@@ -365,4 +379,300 @@ async fn listen(client: &mut Client, command: &[String]) -> Result<(), Failure> 
             _ => {}
         }
     }
+}
+
+const STORE_FILE: &str = "omemo.json";
+
+fn load_omemo(options: &Options) -> Result<Omemo, Failure> {
+    let mut rng = rand::rngs::OsRng;
+    let Some(dir) = &options.store else {
+        return Ok(Omemo::new(options.jid.clone(), &mut rng));
+    };
+    let path = dir.join(STORE_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Omemo::new(options.jid.clone(), &mut rng))
+        }
+        Err(e) => return Err(Failure(EXIT_FAILURE, format!("cannot read {path:?}: {e}"))),
+    };
+    let bad = |what: &str| Failure(EXIT_FAILURE, format!("{path:?} is damaged ({what})"));
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|_| bad("not JSON"))?;
+    if value.get("jid").and_then(|j| j.as_str()) != Some(options.jid.to_string().as_str()) {
+        return Err(Failure(
+            EXIT_FAILURE,
+            format!("{path:?} belongs to another account"),
+        ));
+    }
+    let device_id = value
+        .get("device_id")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|d| u32::try_from(d).ok())
+        .ok_or_else(|| bad("device id"))?;
+    let pickle: sotto_omemo::account::AccountPickle =
+        serde_json::from_value(value.get("account").cloned().unwrap_or_default())
+            .map_err(|_| bad("account"))?;
+    let account =
+        sotto_omemo::account::Account::from_pickle(&pickle).map_err(|e| bad(&e.to_string()))?;
+    Ok(Omemo::with_account(
+        options.jid.clone(),
+        device_id,
+        account,
+        &mut rng,
+    ))
+}
+
+fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let Some(dir) = &options.store else {
+        return Ok(());
+    };
+    let fail = |e: std::io::Error| Failure(EXIT_FAILURE, format!("cannot write {dir:?}: {e}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fail)?;
+    let value = serde_json::json!({
+        "jid": options.jid.to_string(),
+        "device_id": omemo.device_id(),
+        "account": omemo.account().pickle(),
+    });
+    let tmp = dir.join(format!("{STORE_FILE}.tmp"));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    file.write_all(value.to_string().as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    std::fs::rename(&tmp, dir.join(STORE_FILE)).map_err(fail)
+}
+
+enum Out {
+    Session(Event),
+    Omemo(OmemoEvent),
+}
+
+/// The client with OMEMO beside its session (polling order of `sotto_session::omemo`).
+struct E2e {
+    client: Client,
+    omemo: Omemo,
+    out: VecDeque<Out>,
+}
+
+impl E2e {
+    async fn next(&mut self, deadline: Option<Instant>) -> Result<Out, Failure> {
+        loop {
+            if let Some(out) = self.out.pop_front() {
+                return Ok(out);
+            }
+            let event = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    self.client.next_event_within(left).await?
+                }
+                None => self.client.next_event().await?,
+            };
+            if let Some(event) = self.omemo.handle_event(self.client.session(), event) {
+                self.out.push_back(Out::Session(event));
+            }
+            while let Some(event) = self.omemo.poll_event() {
+                self.out.push_back(Out::Omemo(event));
+            }
+            self.client.flush().await?;
+        }
+    }
+
+    async fn run(&mut self, verb: &str, command: &[String]) -> Result<(), Failure> {
+        // Online; our device list and bundle are published meanwhile. For `devices` and
+        // `fingerprints`, wait until they are, so that the device is reachable afterwards.
+        let deadline = Some(Instant::now() + LOGIN_TIMEOUT);
+        let wait_published = matches!(verb, "devices" | "fingerprints");
+        loop {
+            match self.next(deadline).await? {
+                Out::Session(Event::LoginFailed(e)) => return Err(WaitError::Login(e).into()),
+                Out::Session(Event::StreamError(e)) => return Err(WaitError::Stream(e).into()),
+                Out::Session(Event::Disconnected { .. }) => {
+                    return Err(DriverError::ConnectionLost.into())
+                }
+                Out::Session(Event::Online { .. }) if !wait_published => break,
+                Out::Omemo(OmemoEvent::Published) if wait_published => break,
+                Out::Omemo(OmemoEvent::PublishFailed { condition }) => {
+                    return Err(Failure(
+                        EXIT_FAILURE,
+                        format!("cannot publish this OMEMO device: {condition}"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        match verb {
+            "send" => {
+                let to = parse_jid(command.get(1))?;
+                let text = command.get(2).cloned().unwrap_or_default();
+                let id = self.send(&to, &text)?;
+                self.wait_sent(&id).await
+            }
+            "listen" => self.listen(command).await,
+            "fingerprints" => {
+                let line = serde_json::json!({
+                    "device": self.omemo.device_id(),
+                    "fingerprint": self.omemo.fingerprint().to_string(),
+                    "own": true,
+                });
+                println!("{line}");
+                Ok(())
+            }
+            _ => {
+                let jid = match command.get(1) {
+                    Some(_) => parse_jid(command.get(1))?,
+                    None => own_jid(&self.omemo),
+                };
+                self.omemo.refresh_devices(self.client.session(), &jid);
+                self.client.flush().await?;
+                let deadline = Some(Instant::now() + Duration::from_secs(15));
+                let devices = loop {
+                    if let Out::Omemo(OmemoEvent::DeviceList { jid: j, devices }) =
+                        self.next(deadline).await?
+                    {
+                        if j == jid {
+                            break devices;
+                        }
+                    }
+                };
+                for device in devices {
+                    let line = serde_json::json!({
+                        "jid": jid.to_string(),
+                        "device": device,
+                        "this": jid == own_jid(&self.omemo) && device == self.omemo.device_id(),
+                    });
+                    println!("{line}");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn send(&mut self, to: &BareJid, text: &str) -> Result<String, Failure> {
+        self.omemo
+            .send_encrypted(self.client.session(), to, text)
+            .map_err(|e| {
+                Failure(
+                    EXIT_FAILURE,
+                    format!("{e}; pass --plaintext to send unencrypted on purpose"),
+                )
+            })
+    }
+
+    async fn wait_sent(&mut self, id: &str) -> Result<(), Failure> {
+        let deadline = Some(Instant::now() + Duration::from_secs(15));
+        loop {
+            match self.next(deadline).await? {
+                Out::Omemo(OmemoEvent::SendFailed {
+                    id: failed, reason, ..
+                }) if failed == id => {
+                    return Err(Failure(
+                        EXIT_FAILURE,
+                        format!("{reason}; pass --plaintext to send unencrypted on purpose"),
+                    ))
+                }
+                Out::Session(Event::MessageAcked { id: acked }) if acked == id => return Ok(()),
+                Out::Session(Event::MessageError {
+                    id: Some(e),
+                    condition,
+                }) if e == id => {
+                    return Err(Failure(
+                        EXIT_FAILURE,
+                        format!("the message was refused: {condition}"),
+                    ))
+                }
+                Out::Session(Event::Disconnected { .. }) => {
+                    return Err(Failure(
+                        EXIT_FAILURE,
+                        "the connection ended before the server confirmed the message".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn listen(&mut self, command: &[String]) -> Result<(), Failure> {
+        let count: Option<usize> = match flag_value(command, "--count") {
+            Some(n) => Some(
+                n.parse()
+                    .map_err(|_| Failure(EXIT_USAGE, "--count needs a number".into()))?,
+            ),
+            None => None,
+        };
+        let timeout = match flag_value(command, "--timeout") {
+            Some(s) => {
+                Some(Duration::from_secs(s.parse().map_err(|_| {
+                    Failure(EXIT_USAGE, "--timeout needs seconds".into())
+                })?))
+            }
+            None => None,
+        };
+        let echo = command.iter().any(|a| a == "--echo");
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut received = 0usize;
+        loop {
+            if count.is_some_and(|n| received >= n) {
+                return Ok(());
+            }
+            let out = match self.next(deadline).await {
+                Err(Failure(EXIT_TIMEOUT, _)) => {
+                    return Err(Failure(
+                        EXIT_TIMEOUT,
+                        format!("timed out after {received} messages"),
+                    ))
+                }
+                other => other?,
+            };
+            let (message, encrypted, error) = match out {
+                Out::Omemo(OmemoEvent::Message { message, .. }) => (message, true, None),
+                Out::Omemo(OmemoEvent::DecryptionFailed {
+                    message, reason, ..
+                }) => (message, true, Some(reason.to_string())),
+                Out::Session(Event::Message(message)) => (message, false, None),
+                Out::Session(Event::Disconnected { .. }) => {
+                    return Err(Failure(EXIT_FAILURE, "the connection ended".into()));
+                }
+                _ => continue,
+            };
+            if message.direction != Direction::Incoming || message.carbon {
+                continue;
+            }
+            let Some(body) = message.body.clone() else {
+                continue;
+            };
+            let mut line = serde_json::json!({
+                "from": message.from.to_string(),
+                "body": body,
+                "encrypted": encrypted,
+            });
+            let failed = error.is_some();
+            if let Some(error) = error {
+                line["error"] = serde_json::Value::String(error);
+            }
+            println!("{line}");
+            received += 1;
+            if echo && !failed {
+                if encrypted {
+                    let _ = self.send(&message.peer, &body);
+                } else {
+                    let _ = self.client.session().send_chat(&message.peer, &body);
+                }
+                self.client.flush().await?;
+            }
+        }
+    }
+}
+
+fn own_jid(omemo: &Omemo) -> BareJid {
+    omemo.own_jid().clone()
 }

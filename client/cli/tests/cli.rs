@@ -66,9 +66,9 @@ fn usage_errors_exit_2_without_touching_the_network() {
             "ws://127.0.0.1:9/",
             "--jid",
             "a@b",
-            "send",
+            "devices",
             "b@c",
-            "hi",
+            "extra",
         ],
     ] {
         let out = std::process::Command::new(SOTTO)
@@ -83,7 +83,7 @@ fn usage_errors_exit_2_without_touching_the_network() {
             text(&out.stderr)
         );
     }
-    // Without --plaintext, sending is refused with the reason (no OMEMO in this build yet).
+    // Without --plaintext, sending is encrypted: it needs the server (exit 5 when unreachable).
     let out = std::process::Command::new(SOTTO)
         .args([
             "--service",
@@ -97,11 +97,7 @@ fn usage_errors_exit_2_without_touching_the_network() {
         .env("SOTTO_PASSWORD", "x")
         .output()
         .unwrap();
-    assert!(
-        text(&out.stderr).contains("--plaintext"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,6 +234,136 @@ async fn send_listen_roster_and_clear_failures() -> Result<()> {
         "{}",
         text(&out.stdout)
     );
+    bridge.stop().await?;
+    Ok(())
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
+                stack.push(entry.path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend(bytes);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let prosody = Prosody::start(ProsodyOptions {
+        dir: sotto_tests::test_dir("cli-omemo")?,
+        domain: "localhost".into(),
+        websocket: false,
+    })?;
+    prosody.register("alice", "alice-pass")?;
+    prosody.register("bob", "bob-pass")?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let ws = bridge.ws_url();
+    let stores = sotto_tests::test_dir("cli-omemo-stores")?;
+    let alice_store = stores.join("alice");
+    let bob_store = stores.join("bob");
+    let with_store = |jid: &str, password: &str, store: &std::path::Path| {
+        let mut c = sotto(&ws, jid, password);
+        c.arg("--store").arg(store);
+        c
+    };
+
+    // bob's device: a fingerprint, kept across runs in a 0600 file.
+    let out = run({
+        let mut c = with_store("bob@localhost", "bob-pass", &bob_store);
+        c.arg("fingerprints");
+        c
+    })
+    .await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = lines(&out);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let fingerprint = first[0]["fingerprint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(fingerprint.split(' ').count(), 8, "{fingerprint}");
+    let mode = std::fs::metadata(bob_store.join("omemo.json"))?
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = run({
+        let mut c = with_store("bob@localhost", "bob-pass", &bob_store);
+        c.arg("devices");
+        c
+    })
+    .await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let devices = lines(&out);
+    assert!(
+        devices
+            .iter()
+            .any(|d| d["device"] == first[0]["device"] && d["this"] == true),
+        "{devices:?}"
+    );
+
+    // A contact without OMEMO devices: a clear refusal that names --plaintext.
+    let out = run({
+        let mut c = with_store("alice@localhost", "alice-pass", &alice_store);
+        c.args(["send", "nobody@localhost", "not sent"]);
+        c
+    })
+    .await?;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no OMEMO device") && stderr.contains("--plaintext"),
+        "{stderr}"
+    );
+
+    // Encrypted by default: bob's listener decrypts and says so.
+    let secret = "cli omemo secret: the cake is in the oven";
+    let mut listener = with_store("bob@localhost", "bob-pass", &bob_store);
+    listener
+        .args(["listen", "--count", "1", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let listener = listener.spawn()?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = run({
+        let mut c = with_store("alice@localhost", "alice-pass", &alice_store);
+        c.args(["send", "bob@localhost", secret]);
+        c
+    })
+    .await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(25), listener.wait_with_output()).await??;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let received = lines(&out);
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["body"], secret);
+    assert_eq!(received[0]["encrypted"], true);
+    assert!(received[0].get("error").is_none(), "{received:?}");
+
+    // The identity survived the runs.
+    let out = run({
+        let mut c = with_store("bob@localhost", "bob-pass", &bob_store);
+        c.arg("fingerprints");
+        c
+    })
+    .await?;
+    assert_eq!(lines(&out)[0]["fingerprint"], fingerprint.as_str());
+
+    let stored = all_bytes(prosody.data_dir());
+    assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
     bridge.stop().await?;
     Ok(())
 }

@@ -555,6 +555,14 @@ impl Session {
             self.phase = Phase::Ended;
             return;
         }
+        if self.sm.enabled {
+            // Acknowledge everything we received, so the server does not bounce stanzas we
+            // already handled as undelivered when the stream ends (XEP-0198 §4).
+            let a = Element::builder("a", ns::SM)
+                .attr(rxml::xml_ncname!("h").into(), self.sm.inbound.to_string())
+                .build();
+            self.push_element(&a);
+        }
         if self.is_online() {
             let unavailable = Element::builder("presence", ns::CLIENT)
                 .attr(rxml::xml_ncname!("type").into(), "unavailable")

@@ -340,6 +340,11 @@ impl Omemo {
 
     // ----- getters -----
 
+    /// Our account's bare JID.
+    pub fn own_jid(&self) -> &BareJid {
+        &self.own
+    }
+
     /// Our device id.
     pub fn device_id(&self) -> u32 {
         self.device_id
@@ -501,6 +506,12 @@ impl Omemo {
         });
         self.pump(session);
         Ok(id)
+    }
+
+    /// Fetches `jid`'s device list again; [`OmemoEvent::DeviceList`] follows (an empty list
+    /// when it has none).
+    pub fn refresh_devices(&mut self, session: &mut Session, jid: &BareJid) {
+        self.fetch_device_list(session, jid);
     }
 
     /// Marks a device as verified by the user. From now on, new devices of this contact need
