@@ -594,3 +594,51 @@ fn own_device_is_readded_to_a_list_that_lacks_it() {
         .unwrap();
     assert_eq!(xml::parse_device_list(list).unwrap(), vec![77, me]);
 }
+
+#[test]
+fn a_device_that_lost_its_sessions_repairs_them() {
+    use sotto_omemo::account::Account;
+    let (mut world, a, b) = two();
+    send(&mut world, a, "bob@localhost", "one");
+    send(&mut world, b, "alice@localhost", "two");
+    assert_eq!(decrypted(&world.clients[a].take()).len(), 1);
+    world.clients[b].take();
+    // Bob restarts with his identity but without sessions (what the CLI's --store keeps).
+    let old = &world.clients[b].omemo;
+    let account = Account::from_pickle(&old.account().pickle()).unwrap();
+    let restored = Omemo::with_account(
+        jid("bob@localhost"),
+        old.device_id(),
+        account,
+        &mut ChaCha20Rng::seed_from_u64(9),
+    );
+    world.clients[b].omemo = restored;
+    send(&mut world, a, "bob@localhost", "three");
+    let events = world.clients[b].take();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            OmemoEvent::DecryptionFailed {
+                reason: DecryptFailure::NoSession,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // Bob announced a new session; alice took it, and her next message reaches bob.
+    let alice_events = world.clients[a].take();
+    assert!(
+        alice_events
+            .iter()
+            .any(|e| matches!(e, OmemoEvent::KeyTransport { .. })),
+        "{alice_events:?}"
+    );
+    send(&mut world, a, "bob@localhost", "four");
+    assert_eq!(
+        decrypted(&world.clients[b].take())
+            .into_iter()
+            .map(|d| d.0)
+            .collect::<Vec<_>>(),
+        vec!["four"]
+    );
+}

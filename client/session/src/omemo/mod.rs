@@ -31,7 +31,9 @@
 //! # Not done
 //!
 //! Persistence (the caller cannot store sessions and trust yet, only the [`Account`] pickle),
-//! automatic repair of a broken session, heartbeats after many one-sided messages, OMEMO 2.
+//! repair after a session that exists but no longer decrypts (only a *missing* session is
+//! repaired, once per device), heartbeats after many one-sided messages, MAM catch-up before
+//! deleting used prekeys, OMEMO 2.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -67,6 +69,8 @@ pub const MAX_QUEUED: usize = 100;
 pub const MAX_REQUESTS: usize = 256;
 /// Replenish one-time prekeys when fewer than this many remain unused.
 pub const PRE_KEY_REFILL_THRESHOLD: usize = 80;
+/// Most devices we repair a session with (once each) over the manager's life.
+pub const MAX_REPAIRS: usize = 256;
 
 /// The publish options of both OMEMO nodes: readable by anyone (XEP-0384 v0.3 §4.2–4.3).
 const PUBLISH_OPTIONS: &[(&str, &str)] = &[
@@ -291,6 +295,11 @@ pub struct Omemo {
     published_list: bool,
     published_bundle: bool,
     next_id: u64,
+    /// Devices whose messages arrived without a session: a new session is being built and
+    /// announced with a key-transport message.
+    repairing: HashSet<(BareJid, u32)>,
+    /// Devices already repaired once (never again, so garbage cannot make us fetch forever).
+    repaired: HashSet<(BareJid, u32)>,
 }
 
 impl core::fmt::Debug for Omemo {
@@ -335,6 +344,8 @@ impl Omemo {
             published_list: false,
             published_bundle: false,
             next_id: 0,
+            repairing: HashSet::new(),
+            repaired: HashSet::new(),
         }
     }
 
@@ -626,7 +637,10 @@ impl Omemo {
                         if self.record_identity(&jid, device, identity) {
                             let ratchet =
                                 self.account.create_outbound_session(&bundle, &mut self.rng);
-                            self.sessions.insert((jid, device), ratchet);
+                            self.sessions.insert((jid.clone(), device), ratchet);
+                            if self.repairing.remove(&(jid.clone(), device)) {
+                                self.send_key_transport(session, &jid, device);
+                            }
                         } else {
                             self.broken.insert((jid, device));
                         }
@@ -652,6 +666,7 @@ impl Omemo {
                 self.on_device_list(session, &jid, Vec::new());
             }
             Request::Bundle(jid, device) => {
+                self.repairing.remove(&(jid.clone(), device));
                 self.broken.insert((jid, device));
                 self.pump(session);
             }
@@ -956,7 +971,30 @@ impl Omemo {
                     self.publish_bundle(session);
                 }
             }
-            Err(reason) => self.fail(message, Some(device), reason),
+            Err(reason) => {
+                if reason == DecryptFailure::NoSession {
+                    self.repair(session, &sender, device);
+                }
+                self.fail(message, Some(device), reason);
+            }
+        }
+    }
+
+    /// A device sent a normal message but we have no session (we lost our state): build a
+    /// new one from its bundle and announce it with a key-transport (prekey) message, so its
+    /// next messages reach us. Once per device.
+    fn repair(&mut self, session: &mut Session, jid: &BareJid, device: u32) {
+        let key = (jid.clone(), device);
+        if self.repaired.contains(&key)
+            || self.repaired.len() >= MAX_REPAIRS
+            || self.requests.len() >= MAX_REQUESTS
+        {
+            return;
+        }
+        let result = session.pep_fetch(jid, &xml::bundle_node(device));
+        if self.request(result, Request::Bundle(jid.clone(), device)) {
+            self.repaired.insert(key.clone());
+            self.repairing.insert(key);
         }
     }
 
