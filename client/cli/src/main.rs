@@ -557,6 +557,22 @@ impl E2e {
         }
     }
 
+    /// Waits (briefly) until encrypted echoes waiting for bundles have been sent.
+    async fn finish_echoes(&mut self, mut echoes: Vec<String>) -> Result<(), Failure> {
+        let deadline = Some(Instant::now() + Duration::from_secs(10));
+        while !echoes.is_empty() {
+            match self.next(deadline).await? {
+                Out::Omemo(OmemoEvent::Sent { id, .. }) => echoes.retain(|e| *e != id),
+                Out::Omemo(OmemoEvent::SendFailed { id, reason, .. }) => {
+                    echoes.retain(|e| *e != id);
+                    eprintln!("sotto: cannot echo: {reason}");
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn send(&mut self, to: &BareJid, text: &str) -> Result<String, Failure> {
         self.omemo
             .send_encrypted(self.client.session(), to, text)
@@ -620,9 +636,10 @@ impl E2e {
         let echo = command.iter().any(|a| a == "--echo");
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut received = 0usize;
+        let mut echoes: Vec<String> = Vec::new();
         loop {
             if count.is_some_and(|n| received >= n) {
-                return Ok(());
+                return self.finish_echoes(echoes).await;
             }
             let out = match self.next(deadline).await {
                 Err(Failure(EXIT_TIMEOUT, _)) => {
@@ -641,6 +658,15 @@ impl E2e {
                 Out::Session(Event::Message(message)) => (message, false, None),
                 Out::Session(Event::Disconnected { .. }) => {
                     return Err(Failure(EXIT_FAILURE, "the connection ended".into()));
+                }
+                Out::Omemo(OmemoEvent::Sent { id, .. }) => {
+                    echoes.retain(|e| *e != id);
+                    continue;
+                }
+                Out::Omemo(OmemoEvent::SendFailed { id, reason, .. }) => {
+                    echoes.retain(|e| *e != id);
+                    eprintln!("sotto: cannot echo: {reason}");
+                    continue;
                 }
                 _ => continue,
             };
@@ -663,7 +689,10 @@ impl E2e {
             received += 1;
             if echo && !failed {
                 if encrypted {
-                    let _ = self.send(&message.peer, &body);
+                    match self.send(&message.peer, &body) {
+                        Ok(id) => echoes.push(id),
+                        Err(Failure(_, e)) => eprintln!("sotto: cannot echo: {e}"),
+                    }
                 } else {
                     let _ = self.client.session().send_chat(&message.peer, &body);
                 }

@@ -333,7 +333,7 @@ async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
     let secret = "cli omemo secret: the cake is in the oven";
     let mut listener = with_store("bob@localhost", "bob-pass", &bob_store);
     listener
-        .args(["listen", "--count", "1", "--timeout", "20"])
+        .args(["listen", "--count", "1", "--timeout", "20", "--echo"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let listener = listener.spawn()?;
@@ -347,6 +347,11 @@ async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = tokio::time::timeout(Duration::from_secs(25), listener.wait_with_output()).await??;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("cannot echo"),
+        "{}",
+        text(&out.stderr)
+    );
     let received = lines(&out);
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(received[0]["body"], secret);

@@ -427,7 +427,8 @@ impl Omemo {
     /// Feeds one session event. Returns it back unless it was OMEMO's.
     pub fn handle_event(&mut self, session: &mut Session, event: Event) -> Option<Event> {
         match event {
-            Event::Online { .. } => {
+            // A resumed stream keeps its requests in flight and our publications.
+            Event::Online { resumed: false, .. } => {
                 self.on_online(session);
                 Some(event)
             }
