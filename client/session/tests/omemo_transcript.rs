@@ -642,3 +642,52 @@ fn a_device_that_lost_its_sessions_repairs_them() {
         vec!["four"]
     );
 }
+
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Arbitrary `<encrypted/>` contents addressed to bob's device never panic and never
+        /// decrypt: each yields a failure event.
+        #[test]
+        fn arbitrary_encrypted_elements_fail_visibly(
+            sid in any::<u32>(),
+            prekey in any::<bool>(),
+            versioned in any::<bool>(),
+            key in proptest::collection::vec(any::<u8>(), 0..200),
+            iv in proptest::collection::vec(any::<u8>(), 0..20),
+            payload in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+        ) {
+            let (mut world, _, b) = two();
+            let rid = world.clients[b].omemo.device_id();
+            let mut data = key;
+            if versioned {
+                data.insert(0, 0x33);
+            }
+            let element = xml::EncryptedElement {
+                sid,
+                keys: vec![xml::KeyElement { rid, prekey, data }],
+                iv,
+                payload,
+            };
+            let mut stanza = xml::message("bob@localhost", "fuzz", &element);
+            stanza.set_attr(
+                rxml::Namespace::NONE,
+                rxml::xml_ncname!("from").into(),
+                "mallory@localhost/x",
+            );
+            world.deliver("bob@localhost", &serialize(&stanza));
+            world.run();
+            let events = world.clients[b].take();
+            prop_assert!(decrypted(&events).is_empty());
+            prop_assert!(
+                events.iter().any(|e| matches!(e, OmemoEvent::DecryptionFailed { .. })),
+                "{:?}",
+                events
+            );
+        }
+    }
+}
