@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sotto_session::native::{Client, DriverError, WaitError};
-use sotto_session::omemo::{Omemo, OmemoEvent};
+use sotto_session::omemo::{Omemo, OmemoEvent, StoredDevice, Trust};
 use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
 use zeroize::Zeroizing;
 
@@ -30,7 +30,7 @@ Commands:
   fingerprints                   this device's OMEMO id and fingerprint
 
 --store DIR keeps this device's OMEMO identity (DIR/omemo.json, mode 0600); without it every
-run is a new OMEMO device. Sessions and trust decisions are not stored yet.
+run is a new OMEMO device. It also keeps the sessions and the trust in contacts' devices.
   roster                         print the roster, one JSON line per contact
   add JID | remove JID           add a contact (and ask to see their presence) / remove one
   approve JID | deny JID         answer a contact's subscription request
@@ -414,12 +414,52 @@ fn load_omemo(options: &Options) -> Result<Omemo, Failure> {
             .map_err(|_| bad("account"))?;
     let account =
         sotto_omemo::account::Account::from_pickle(&pickle).map_err(|e| bad(&e.to_string()))?;
-    Ok(Omemo::with_account(
-        options.jid.clone(),
-        device_id,
-        account,
-        &mut rng,
-    ))
+    let mut omemo = Omemo::with_account(options.jid.clone(), device_id, account, &mut rng);
+    let devices = value
+        .get("devices")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for entry in devices {
+        let stored = stored_device(&entry).ok_or_else(|| bad("devices"))?;
+        omemo
+            .import_device(&stored)
+            .map_err(|e| bad(&e.to_string()))?;
+    }
+    Ok(omemo)
+}
+
+fn trust_name(trust: Trust) -> &'static str {
+    match trust {
+        Trust::Blind => "blind",
+        Trust::Verified => "verified",
+        Trust::Undecided => "undecided",
+        Trust::Distrusted => "distrusted",
+    }
+}
+
+fn stored_device(entry: &serde_json::Value) -> Option<StoredDevice> {
+    let jid: BareJid = entry.get("jid")?.as_str()?.parse().ok()?;
+    let device = u32::try_from(entry.get("device")?.as_u64()?).ok()?;
+    let identity: Vec<u8> = serde_json::from_value(entry.get("identity")?.clone()).ok()?;
+    let trust = match entry.get("trust")?.as_str()? {
+        "blind" => Trust::Blind,
+        "verified" => Trust::Verified,
+        "undecided" => Trust::Undecided,
+        "distrusted" => Trust::Distrusted,
+        _ => return None,
+    };
+    let session = match entry.get("session") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(serde_json::from_value(v.clone()).ok()?),
+    };
+    Some(StoredDevice {
+        jid,
+        device,
+        identity: identity.try_into().ok()?,
+        trust,
+        session,
+    })
 }
 
 fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
@@ -438,6 +478,17 @@ fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
         "jid": options.jid.to_string(),
         "device_id": omemo.device_id(),
         "account": omemo.account().pickle(),
+        "devices": omemo
+            .export_devices()
+            .into_iter()
+            .map(|d| serde_json::json!({
+                "jid": d.jid.to_string(),
+                "device": d.device,
+                "identity": d.identity.to_vec(),
+                "trust": trust_name(d.trust),
+                "session": d.session,
+            }))
+            .collect::<Vec<_>>(),
     });
     let tmp = dir.join(format!("{STORE_FILE}.tmp"));
     let mut file = std::fs::OpenOptions::new()
@@ -544,11 +595,15 @@ impl E2e {
                         }
                     }
                 };
+                let known = self.omemo.devices(&jid);
                 for device in devices {
+                    let info = known.iter().find(|d| d.id == device);
                     let line = serde_json::json!({
                         "jid": jid.to_string(),
                         "device": device,
                         "this": jid == own_jid(&self.omemo) && device == self.omemo.device_id(),
+                        "fingerprint": info.and_then(|d| d.fingerprint).map(|f| f.to_string()),
+                        "trust": info.and_then(|d| d.trust).map(trust_name),
                     });
                     println!("{line}");
                 }

@@ -358,6 +358,45 @@ async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
     assert_eq!(received[0]["encrypted"], true);
     assert!(received[0].get("error").is_none(), "{received:?}");
 
+    // A second round, on the stored sessions: still read by bob, and bob's store now knows
+    // alice's device with its trust.
+    let mut listener = with_store("bob@localhost", "bob-pass", &bob_store);
+    listener
+        .args(["listen", "--count", "1", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let listener = listener.spawn()?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = run({
+        let mut c = with_store("alice@localhost", "alice-pass", &alice_store);
+        c.args(["send", "bob@localhost", "second secret round"]);
+        c
+    })
+    .await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(25), listener.wait_with_output()).await??;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let received = lines(&out);
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["body"], "second secret round", "{received:?}");
+    assert_eq!(received[0]["encrypted"], true);
+    let stored = std::fs::read_to_string(bob_store.join("omemo.json"))?;
+    assert!(stored.contains("\"alice@localhost\""), "{stored}");
+    let out = run({
+        let mut c = with_store("bob@localhost", "bob-pass", &bob_store);
+        c.args(["devices", "alice@localhost"]);
+        c
+    })
+    .await?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let alice_devices = lines(&out);
+    assert!(
+        alice_devices
+            .iter()
+            .any(|d| d["trust"] == "blind" && d["fingerprint"].as_str().is_some()),
+        "{alice_devices:?}"
+    );
+
     // The identity survived the runs.
     let out = run({
         let mut c = with_store("bob@localhost", "bob-pass", &bob_store);

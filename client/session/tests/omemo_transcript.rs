@@ -643,6 +643,45 @@ fn a_device_that_lost_its_sessions_repairs_them() {
     );
 }
 
+#[test]
+fn exported_sessions_and_trust_survive_a_restart() {
+    use sotto_omemo::account::Account;
+    let (mut world, a, b) = two();
+    send(&mut world, a, "bob@localhost", "one");
+    send(&mut world, b, "alice@localhost", "two");
+    world.clients[a].take();
+    let alice_device = world.clients[a].omemo.device_id();
+    world.clients[b]
+        .omemo
+        .verify(&jid("alice@localhost"), alice_device)
+        .unwrap();
+    world.clients[b].take();
+    let old = &world.clients[b].omemo;
+    let stored = old.export_devices();
+    assert_eq!(stored.len(), 1);
+    let account = Account::from_pickle(&old.account().pickle()).unwrap();
+    let mut restored = Omemo::with_account(
+        jid("bob@localhost"),
+        old.device_id(),
+        account,
+        &mut ChaCha20Rng::seed_from_u64(10),
+    );
+    for device in &stored {
+        restored.import_device(device).unwrap();
+    }
+    world.clients[b].omemo = restored;
+    send(&mut world, a, "bob@localhost", "three");
+    assert_eq!(
+        decrypted(&world.clients[b].take()),
+        vec![("three".to_owned(), alice_device, Trust::Verified)]
+    );
+    // A session pickle under another identity is refused.
+    let mut wrong = stored[0].clone();
+    wrong.identity[5] ^= 1;
+    let mut fresh = Omemo::new(jid("bob@localhost"), &mut ChaCha20Rng::seed_from_u64(11));
+    assert!(fresh.import_device(&wrong).is_err());
+}
+
 mod no_panic {
     use super::*;
     use proptest::prelude::*;

@@ -28,10 +28,14 @@
 //! [`MAX_SESSIONS`] ratchet sessions, [`MAX_TRUST_RECORDS`] identities, [`MAX_QUEUED`] messages
 //! waiting for device lists or bundles, [`MAX_REQUESTS`] PEP requests in flight.
 //!
+//! # Persistence
+//!
+//! Persistence is the caller's: the [`Account`] pickle plus [`Omemo::export_devices`] /
+//! [`Omemo::import_device`] (identities, trust, sessions); device lists are fetched afresh.
+//!
 //! # Not done
 //!
-//! Persistence (the caller cannot store sessions and trust yet, only the [`Account`] pickle),
-//! repair after a session that exists but no longer decrypts (only a *missing* session is
+//! Repair after a session that exists but no longer decrypts (only a *missing* session is
 //! repaired, once per device), heartbeats after many one-sided messages, MAM catch-up before
 //! deleting used prekeys, OMEMO 2.
 
@@ -44,9 +48,12 @@ use rand_core::{CryptoRng, RngCore, SeedableRng};
 use sotto_omemo::account::{Account, InboundSessionError};
 use sotto_omemo::fingerprint::Fingerprint;
 use sotto_omemo::keys::IdentityKey;
+use sotto_omemo::keys::KeyError;
 use sotto_omemo::messages::{DecodeError, OmemoKeyMessage};
 use sotto_omemo::payload::{self, KeyTransport, PayloadError};
-use sotto_omemo::session::{DecryptionError, EncryptionError, Session as Ratchet};
+use sotto_omemo::session::{
+    DecryptionError, EncryptionError, PickleError, Session as Ratchet, SessionPickle,
+};
 use zeroize::Zeroizing;
 
 use crate::error::CommandError;
@@ -169,6 +176,40 @@ pub enum SendError {
     /// The session refused the stanza.
     #[error(transparent)]
     Session(#[from] CommandError),
+}
+
+/// One known device of a contact (or of ours) for the caller's storage: its identity, our
+/// trust in it and our session with it. Encrypt it at rest (it holds ratchet secrets).
+#[derive(Debug, Clone)]
+pub struct StoredDevice {
+    /// Whose device.
+    pub jid: BareJid,
+    /// The device id.
+    pub device: u32,
+    /// Its identity key (33 bytes, `05 || key`).
+    pub identity: [u8; 33],
+    /// Our trust in it.
+    pub trust: Trust,
+    /// Our session with it, if any.
+    pub session: Option<SessionPickle>,
+}
+
+/// Why a stored device was not restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The identity key is invalid.
+    #[error("invalid identity key: {0}")]
+    Identity(#[from] KeyError),
+    /// The session pickle is unusable.
+    #[error("invalid session: {0}")]
+    Session(#[from] PickleError),
+    /// The session belongs to another identity than the record.
+    #[error("the session does not match the identity")]
+    Mismatch,
+    /// The caches are full.
+    #[error("too many devices")]
+    Full,
 }
 
 /// Misuse of the trust API.
@@ -401,6 +442,60 @@ impl Omemo {
                 }
             })
             .collect()
+    }
+
+    /// Every device whose identity we know, with trust and session, for the caller to store.
+    pub fn export_devices(&self) -> Vec<StoredDevice> {
+        self.trust
+            .iter()
+            .map(|((jid, device), record)| StoredDevice {
+                jid: jid.clone(),
+                device: *device,
+                identity: record.identity.to_bytes(),
+                trust: record.trust,
+                session: self
+                    .sessions
+                    .get(&(jid.clone(), *device))
+                    .map(Ratchet::pickle),
+            })
+            .collect()
+    }
+
+    /// Restores a device saved by [`Omemo::export_devices`] (call before connecting).
+    pub fn import_device(&mut self, stored: &StoredDevice) -> Result<(), ImportError> {
+        let identity = IdentityKey::from_bytes(&stored.identity)?;
+        let key = (stored.jid.clone(), stored.device);
+        let session = match &stored.session {
+            Some(pickle) => {
+                let ratchet = Ratchet::from_pickle(pickle)?;
+                if ratchet.remote_identity() != identity {
+                    return Err(ImportError::Mismatch);
+                }
+                Some(ratchet)
+            }
+            None => None,
+        };
+        if !self.trust.contains_key(&key)
+            && (self.trust.len() >= MAX_TRUST_RECORDS || self.sessions.len() >= MAX_SESSIONS)
+        {
+            return Err(ImportError::Full);
+        }
+        self.trust.insert(
+            key.clone(),
+            TrustRecord {
+                identity,
+                trust: stored.trust,
+            },
+        );
+        match session {
+            Some(ratchet) => {
+                self.sessions.insert(key, ratchet);
+            }
+            None => {
+                self.sessions.remove(&key);
+            }
+        }
+        Ok(())
     }
 
     /// Whether our device list and bundle are published.
