@@ -244,7 +244,6 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
                 .map_err(|e| Failure(EXIT_FAILURE, e.to_string()))?;
             wait_acked(&mut client, &id).await?;
         }
-        "listen" => listen(&mut client, &command).await?,
         "roster" => {
             let items = wait_roster(&mut client).await?;
             for item in items {
@@ -312,71 +311,6 @@ async fn wait_roster(client: &mut Client) -> Result<Vec<sotto_session::RosterIte
     loop {
         if let Event::Roster(items) = client.next_event_within(Duration::from_secs(15)).await? {
             return Ok(items);
-        }
-    }
-}
-
-async fn listen(client: &mut Client, command: &[String]) -> Result<(), Failure> {
-    let count: Option<usize> = match flag_value(command, "--count") {
-        Some(n) => Some(
-            n.parse()
-                .map_err(|_| Failure(EXIT_USAGE, "--count needs a number".into()))?,
-        ),
-        None => None,
-    };
-    let timeout = match flag_value(command, "--timeout") {
-        Some(s) => {
-            Some(Duration::from_secs(s.parse().map_err(|_| {
-                Failure(EXIT_USAGE, "--timeout needs seconds".into())
-            })?))
-        }
-        None => None,
-    };
-    let echo = command.iter().any(|a| a == "--echo");
-    let deadline = timeout.map(|t| Instant::now() + t);
-    let mut received = 0usize;
-    loop {
-        if count.is_some_and(|n| received >= n) {
-            return Ok(());
-        }
-        let event = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                match client.next_event_within(left).await {
-                    Err(DriverError::Timeout) => {
-                        return Err(Failure(
-                            EXIT_TIMEOUT,
-                            format!("timed out after {received} messages"),
-                        ))
-                    }
-                    other => other?,
-                }
-            }
-            None => client.next_event().await?,
-        };
-        match event {
-            Event::Message(message)
-                if message.direction == Direction::Incoming && !message.carbon =>
-            {
-                let Some(body) = message.body.clone() else {
-                    continue;
-                };
-                let line = serde_json::json!({
-                    "from": message.from.to_string(),
-                    "body": body,
-                    "encrypted": false,
-                });
-                println!("{line}");
-                received += 1;
-                if echo {
-                    let _ = client.session().send_chat(&message.peer, &body);
-                    client.flush().await?;
-                }
-            }
-            Event::Disconnected { .. } => {
-                return Err(Failure(EXIT_FAILURE, "the connection ended".into()));
-            }
-            _ => {}
         }
     }
 }
