@@ -1,6 +1,6 @@
 //! `cargo xtask dist`: build the browser client and write a deployable, content-hashed site.
 //!
-//! Pipeline (see docs in /work/shared/TOOLCHAIN.md for why each step is the way it is):
+//! Pipeline (docs/ARCHITECTURE.md, "The client build", says why each step is the way it is):
 //! 1. `cargo build --profile wasm-release --target wasm32-unknown-unknown -p sotto-app`;
 //! 2. wasm-bindgen glue (library `wasm-bindgen-cli-support`, `--target web`) into a scratch dir under
 //!    the target dir;
