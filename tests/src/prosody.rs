@@ -52,6 +52,20 @@ const PROSODY: &str = "prosody";
 const PROSODYCTL: &str = "prosodyctl";
 
 impl Prosody {
+    /// A Prosody for one test: a fresh directory under `target/` named after the test, the
+    /// domain `localhost`, and each of `users` registered with the password `<user>-pass`.
+    pub fn for_test(name: &str, users: &[&str]) -> Result<Prosody> {
+        let prosody = Prosody::start(ProsodyOptions {
+            dir: crate::test_dir(name)?,
+            domain: "localhost".into(),
+            websocket: false,
+        })?;
+        for user in users {
+            prosody.register(user, &format!("{user}-pass"))?;
+        }
+        Ok(prosody)
+    }
+
     /// Writes a fresh config (fresh ports), creates the certificates if needed, starts Prosody in
     /// the foreground and waits (up to [`START_TIMEOUT`]) until its c2s port accepts TCP and its
     /// log says the listener is Prosody's own. Blocking; needs no async runtime.

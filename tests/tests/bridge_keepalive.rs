@@ -9,19 +9,13 @@ use anyhow::Result;
 use base64::Engine as _;
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::http::get;
-use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use sotto_tests::prosody::Prosody;
 use sotto_tests::wsclient::{Frame, RawClient};
 
 const ONE_SECOND_PINGS: &str = "[limits]\nping_interval_secs = 1\n";
 
 fn prosody(name: &str) -> Result<Prosody> {
-    let prosody = Prosody::start(ProsodyOptions {
-        dir: sotto_tests::test_dir(name)?,
-        domain: "localhost".into(),
-        websocket: false,
-    })?;
-    prosody.register("alice", "alice-pass")?;
-    Ok(prosody)
+    Prosody::for_test(name, &["alice"])
 }
 
 fn refused(metrics: &str, reason: &str) -> u64 {

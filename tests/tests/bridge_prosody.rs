@@ -6,19 +6,11 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::http::get;
-use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use sotto_tests::prosody::Prosody;
 use sotto_tests::wsclient::{Frame, RawClient};
 
 fn prosody(name: &str) -> Result<Prosody> {
-    let dir = sotto_tests::test_dir(name)?;
-    let prosody = Prosody::start(ProsodyOptions {
-        dir,
-        domain: "localhost".into(),
-        websocket: false,
-    })?;
-    prosody.register("alice", "alice-pass")?;
-    prosody.register("bob", "bob-pass")?;
-    Ok(prosody)
+    Prosody::for_test(name, &["alice", "bob"])
 }
 
 /// Receives until the WebSocket closes; returns the text frames seen and the close code.

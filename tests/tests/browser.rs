@@ -8,7 +8,7 @@ use anyhow::{bail, ensure, Context, Result};
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
 use sotto_tests::http::{get, get_with};
-use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use sotto_tests::prosody::Prosody;
 
 const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -28,11 +28,7 @@ fn dist_dir() -> Result<PathBuf> {
 }
 
 fn start_prosody(name: &str) -> Result<Prosody> {
-    Prosody::start(ProsodyOptions {
-        dir: sotto_tests::test_dir(name)?,
-        domain: "localhost".into(),
-        websocket: false,
-    })
+    Prosody::for_test(name, &[])
 }
 
 /// The first-load assets that index.html references, in order.

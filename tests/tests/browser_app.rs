@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
-use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use sotto_tests::prosody::Prosody;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -31,14 +31,7 @@ fn dist_dir() -> Result<PathBuf> {
 }
 
 fn start_prosody(name: &str) -> Result<Prosody> {
-    let prosody = Prosody::start(ProsodyOptions {
-        dir: sotto_tests::test_dir(name)?,
-        domain: "localhost".into(),
-        websocket: false,
-    })?;
-    prosody.register("alice", "alice-pass")?;
-    prosody.register("bob", "bob-pass")?;
-    Ok(prosody)
+    Prosody::for_test(name, &["alice", "bob"])
 }
 
 async fn save_screenshot(b: &Browser, name: &str) -> Result<()> {

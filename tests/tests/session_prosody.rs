@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use sotto_session::native::{Client, WaitError};
 use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
 use sotto_tests::bridge::BridgeFixture;
-use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use sotto_tests::prosody::Prosody;
 use zeroize_free::password;
 
 /// Passwords for tests (no zeroize dependency needed here).
@@ -19,14 +19,7 @@ mod zeroize_free {
 const STEP: Duration = Duration::from_secs(10);
 
 fn prosody(name: &str) -> Result<Prosody> {
-    let prosody = Prosody::start(ProsodyOptions {
-        dir: sotto_tests::test_dir(name)?,
-        domain: "localhost".into(),
-        websocket: false,
-    })?;
-    prosody.register("alice", "alice-pass")?;
-    prosody.register("bob", "bob-pass")?;
-    Ok(prosody)
+    Prosody::for_test(name, &["alice", "bob"])
 }
 
 fn jid(s: &str) -> BareJid {
