@@ -4,6 +4,7 @@
 //! - [`browser`]: headless Debian Chromium driven through chromedriver with fantoccini.
 //! - [`bridge`]: the real bridge in-process in front of a fixture Prosody.
 //! - [`wsclient`], [`http`]: raw RFC 7395 / HTTP clients for assertions.
+//! - [`pypeer`]: the Python (slixmpp, slixmpp-omemo) interop peer and its pinned venv.
 //! - [`ports`]: free loopback ports, `target/` location, scratch directories, process helpers.
 //!
 //! Every fixture listens on 127.0.0.1 only, keeps its files under the workspace's `target/`,
@@ -14,6 +15,7 @@ pub mod browser;
 pub mod http;
 pub mod ports;
 pub mod prosody;
+pub mod pypeer;
 pub mod wsclient;
 
 pub use ports::{free_loopback_port, target_dir, test_dir};
