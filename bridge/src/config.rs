@@ -34,6 +34,124 @@ pub struct Config {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Organisation policy enforced on every client→server stanza after login.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The audit log of use (logins, logouts, resumptions, policy refusals; never content).
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Settings announced to the web app at `/config.json`.
+    #[serde(default)]
+    pub client: ClientConfig,
+}
+
+/// `[policy]`: what members of the organisation may do. The bridge sees routing, not content,
+/// so every rule is about addresses and the presence of elements, never about text.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Domains messages, presence subscriptions and IQs may be addressed to (exact match,
+    /// case-insensitive). Empty: no restriction.
+    pub allowed_domains: Vec<String>,
+    /// Refuse messages that carry a `<body>` without an OMEMO `<encrypted/>` element.
+    pub require_e2e: bool,
+    /// Addresses exempt from `require_e2e`: a bare JID (`bot@example.org`) or a domain
+    /// (`example.org`, which covers only that domain itself and its accounts).
+    pub exempt_addresses: Vec<String>,
+    /// The only XEP-0363 upload service clients may request slots from (a domain). Unset: any.
+    pub upload_service: Option<String>,
+    /// The largest file a slot may be requested for, in bytes. Unset: no limit at the bridge.
+    pub max_upload_bytes: Option<u64>,
+    /// Per-group rules; an account belongs to at most one group.
+    pub group: Vec<GroupConfig>,
+}
+
+/// `[[policy.group]]`: rules for a named set of accounts that replace the global ones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    /// A name for logs and the audit (not a JID).
+    pub name: String,
+    /// Bare JIDs of the members.
+    pub members: Vec<String>,
+    /// Replaces `policy.allowed_domains` for members (empty: no restriction). Unset: the global
+    /// list applies.
+    #[serde(default)]
+    pub allowed_domains: Option<Vec<String>>,
+    /// Replaces `policy.require_e2e` for members. Unset: the global setting applies.
+    #[serde(default)]
+    pub require_e2e: Option<bool>,
+}
+
+/// `[audit]`: an append-only JSON-lines record of use.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Off by default.
+    pub enabled: bool,
+    /// The file to append to (its directory must exist); required when enabled.
+    pub path: Option<PathBuf>,
+    /// Record the client's IP address with logins and resumptions.
+    pub log_ip: bool,
+    /// Rotate when the file would grow beyond this many bytes.
+    pub rotate_bytes: u64,
+    /// Rotated files kept (`path.1` … `path.N`); older ones are deleted.
+    pub keep_files: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: None,
+            log_ip: false,
+            rotate_bytes: 64 * 1024 * 1024,
+            keep_files: 10,
+        }
+    }
+}
+
+/// How the web app starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientMode {
+    /// The user's own device: keys and history may be kept.
+    #[default]
+    Personal,
+    /// A shared computer: nothing is kept, idle sessions end.
+    Kiosk,
+}
+
+impl ClientMode {
+    /// The value as written in the configuration and in `/config.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientMode::Personal => "personal",
+            ClientMode::Kiosk => "kiosk",
+        }
+    }
+}
+
+/// `[client]`: settings the web app reads from `/config.json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientConfig {
+    /// The mode the login screen preselects.
+    pub default_mode: ClientMode,
+    /// Kiosk sessions end after this long without user activity.
+    pub kiosk_idle_secs: u64,
+    /// Kiosk mode only; the user cannot choose personal mode.
+    pub force_kiosk: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            default_mode: ClientMode::Personal,
+            kiosk_idle_secs: 300,
+            force_kiosk: false,
+        }
+    }
 }
 
 /// One XMPP service the bridge relays to.
@@ -261,6 +379,105 @@ impl Config {
         if limits.max_stanza_bytes > 16 * 1024 * 1024 {
             return Err(invalid("limits.max_stanza_bytes", "must be at most 16 MiB"));
         }
+        self.validate_policy()?;
+        self.validate_audit()?;
+        if self.client.kiosk_idle_secs == 0 {
+            return Err(invalid("client.kiosk_idle_secs", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    fn validate_policy(&self) -> Result<(), ConfigError> {
+        let policy = &self.policy;
+        let domains = |key: &str, list: &[String]| {
+            for (i, d) in list.iter().enumerate() {
+                if !is_valid_domain(d) {
+                    return Err(invalid(
+                        format!("{key}[{i}]"),
+                        "must be a domain name like example.org (no user part, no wildcard)",
+                    ));
+                }
+            }
+            Ok(())
+        };
+        domains("policy.allowed_domains", &policy.allowed_domains)?;
+        for (i, address) in policy.exempt_addresses.iter().enumerate() {
+            if !is_valid_bare_jid(address) && !is_valid_domain(address) {
+                return Err(invalid(
+                    format!("policy.exempt_addresses[{i}]"),
+                    "must be a bare JID (bot@example.org) or a domain (example.org)",
+                ));
+            }
+        }
+        if let Some(service) = &policy.upload_service {
+            if !is_valid_domain(service) {
+                return Err(invalid(
+                    "policy.upload_service",
+                    "must be the upload service's domain, like upload.example.org",
+                ));
+            }
+        }
+        if policy.max_upload_bytes == Some(0) {
+            return Err(invalid("policy.max_upload_bytes", "must be greater than 0"));
+        }
+        let mut names = HashSet::new();
+        let mut members = HashSet::new();
+        for (i, group) in policy.group.iter().enumerate() {
+            let key = |k: &str| format!("policy.group[{i}].{k}");
+            if group.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty"));
+            }
+            if !names.insert(group.name.as_str()) {
+                return Err(invalid(key("name"), "is used by two groups"));
+            }
+            for (j, member) in group.members.iter().enumerate() {
+                if !is_valid_bare_jid(member) {
+                    return Err(invalid(
+                        format!("policy.group[{i}].members[{j}]"),
+                        "must be a bare JID like alice@example.org",
+                    ));
+                }
+                if !members.insert(member.to_lowercase()) {
+                    return Err(invalid(
+                        format!("policy.group[{i}].members[{j}]"),
+                        "is a member of two groups (an account belongs to at most one)",
+                    ));
+                }
+            }
+            if let Some(list) = &group.allowed_domains {
+                domains(&key("allowed_domains"), list)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_audit(&self) -> Result<(), ConfigError> {
+        let audit = &self.audit;
+        if audit.rotate_bytes < 4096 {
+            return Err(invalid("audit.rotate_bytes", "must be at least 4096"));
+        }
+        if !audit.enabled {
+            return Ok(());
+        }
+        let Some(path) = &audit.path else {
+            return Err(invalid(
+                "audit.path",
+                "is required when audit.enabled = true",
+            ));
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if !dir.is_dir() {
+            return Err(invalid(
+                "audit.path",
+                format!("{}: its directory does not exist", path.display()),
+            ));
+        }
+        if path.is_dir() {
+            return Err(invalid("audit.path", "is a directory; name a file"));
+        }
         Ok(())
     }
 
@@ -311,6 +528,20 @@ pub fn is_loopback_host(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A bare JID `local@domain` with a DNS-style domain and no resource.
+pub fn is_valid_bare_jid(jid: &str) -> bool {
+    match jid.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && local.len() <= 1023
+                && !local.contains(['/', '"', '&', '\'', ':', '<', '>', '@'])
+                && !local.chars().any(char::is_whitespace)
+                && is_valid_domain(domain)
+        }
+        None => false,
+    }
 }
 
 /// A DNS-style domain: labels of letters, digits and hyphens; no IP literals.
@@ -415,6 +646,51 @@ ping_interval_secs = 20
         assert!(is_loopback_host("::1"));
         assert!(is_loopback_host("[::1]"));
         assert!(!is_loopback_host("example.org"));
+    }
+
+    #[test]
+    fn policy_audit_and_client_sections() {
+        let text = format!(
+            "{MINIMAL}[policy]\nallowed_domains = [\"example.org\", \"conference.example.org\"]\nrequire_e2e = true\n\
+exempt_addresses = [\"bot@example.org\", \"example.org\"]\nupload_service = \"upload.example.org\"\nmax_upload_bytes = 1048576\n\
+[[policy.group]]\nname = \"kiosk\"\nmembers = [\"kiosk1@example.org\"]\nallowed_domains = [\"example.org\"]\n\
+[audit]\nenabled = false\npath = \"/var/log/sotto/audit.jsonl\"\n[client]\ndefault_mode = \"kiosk\"\nkiosk_idle_secs = 120\nforce_kiosk = true\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        assert!(config.policy.require_e2e);
+        assert_eq!(config.policy.group[0].members, ["kiosk1@example.org"]);
+        assert_eq!(config.client.default_mode, ClientMode::Kiosk);
+        assert_eq!(config.audit.keep_files, 10);
+        let defaults = Config::parse(MINIMAL).unwrap();
+        assert!(defaults.policy.allowed_domains.is_empty());
+        assert!(!defaults.audit.enabled);
+        assert_eq!(defaults.client.kiosk_idle_secs, 300);
+
+        let bad = |extra: &str| error_of(&format!("{MINIMAL}{extra}"));
+        assert!(bad("[policy]\nallowed_domains = [\"*.example.org\"]\n")
+            .contains("policy.allowed_domains[0]"));
+        assert!(
+            bad("[policy]\nexempt_addresses = [\"bot@\"]\n").contains("policy.exempt_addresses[0]")
+        );
+        assert!(bad("[policy]\nmax_upload_bytes = 0\n").contains("policy.max_upload_bytes"));
+        assert!(bad("[policy]\nbogus = 1\n").contains("bogus"));
+        assert!(bad("[[policy.group]]\nname = \"a\"\nmembers = [\"x@example.org\"]\n[[policy.group]]\nname = \"b\"\nmembers = [\"X@example.org\"]\n")
+            .contains("policy.group[1].members[0]"));
+        assert!(bad("[audit]\nenabled = true\n").contains("audit.path"));
+        assert!(
+            bad("[audit]\nenabled = true\npath = \"/nonexistent/dir/audit.jsonl\"\n")
+                .contains("audit.path")
+        );
+        assert!(bad("[client]\ndefault_mode = \"public\"\n").contains("default_mode"));
+        assert!(bad("[client]\nkiosk_idle_secs = 0\n").contains("client.kiosk_idle_secs"));
+    }
+
+    #[test]
+    fn bare_jids() {
+        assert!(is_valid_bare_jid("alice@example.org"));
+        assert!(!is_valid_bare_jid("alice@example.org/res"));
+        assert!(!is_valid_bare_jid("example.org"));
+        assert!(!is_valid_bare_jid("@example.org"));
     }
 
     #[test]

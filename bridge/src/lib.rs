@@ -13,12 +13,17 @@
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
+// Untrusted bytes reach this crate: no indexing that could panic (tests excepted, clippy.toml).
+#![deny(clippy::indexing_slicing)]
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod config;
 pub mod metrics;
+pub mod policy;
 pub mod relay;
 pub mod site;
+pub mod track;
 pub mod upstream;
 pub mod xml;
 
@@ -36,8 +41,10 @@ use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::audit::Audit;
+use crate::config::{ClientMode, Config};
 use crate::metrics::{Metrics, Refusal};
+use crate::policy::Policy;
 use crate::site::Site;
 use crate::upstream::PreparedUpstream;
 
@@ -56,6 +63,8 @@ struct Shared {
     metrics: Metrics,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     shutdown: watch::Sender<bool>,
+    policy: Policy,
+    audit: Audit,
 }
 
 impl Bridge {
@@ -72,8 +81,22 @@ impl Bridge {
             None => Site::default(),
         };
         let (shutdown, _) = watch::channel(false);
+        let policy = Policy::new(&config.policy);
+        let audit = Audit::start(&config.audit).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the audit log {}: {e}",
+                config
+                    .audit
+                    .path
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            )
+        })?;
         Ok(Self {
             shared: Arc::new(Shared {
+                policy,
+                audit,
                 config,
                 upstreams,
                 site,
@@ -97,6 +120,7 @@ impl Bridge {
             .route("/.well-known/host-meta.json", get(host_meta_json))
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/metrics", get(metrics))
+            .route("/config.json", get(client_config))
             .fallback(get(static_file))
             .layer(axum::middleware::map_response_with_state(
                 self.shared.clone(),
@@ -204,9 +228,42 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        shared.metrics.render(),
+        shared.metrics.render() + &shared.audit.render_metrics(),
     )
         .into_response()
+}
+
+/// `/config.json`: what the web app needs to know about this deployment (audit on or off, the
+/// kiosk settings). Never cached, so a change of configuration reaches the next page load.
+async fn client_config(State(shared): State<Arc<Shared>>) -> Response {
+    let client = &shared.config.client;
+    let body = format!(
+        "{{\"audit\":{},\"client\":{{\"default_mode\":{},\"kiosk_idle_secs\":{},\"force_kiosk\":{}}}}}\n",
+        shared.audit.enabled(),
+        json_string(client.default_mode.as_str()),
+        client.kiosk_idle_secs,
+        client.force_kiosk
+    );
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The `mode` query parameter of the WebSocket URL (`?mode=kiosk` or `?mode=personal`).
+fn client_mode(uri: &Uri) -> Option<ClientMode> {
+    uri.query()?.split('&').find_map(|pair| match pair {
+        "mode=kiosk" => Some(ClientMode::Kiosk),
+        "mode=personal" => Some(ClientMode::Personal),
+        _ => None,
+    })
 }
 
 fn cors(body: String, content_type: &'static str) -> Response {
@@ -316,9 +373,11 @@ fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
 async fn websocket(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let mode = client_mode(&uri);
     let metrics = &shared.metrics;
     if !origin_allowed(&shared.config, &headers) {
         metrics.refused(Refusal::Origin);
@@ -371,6 +430,10 @@ async fn websocket(
                 limits: &shared.config.limits,
                 metrics: &shared.metrics,
                 shutdown: shared.shutdown.subscribe(),
+                policy: &shared.policy,
+                audit: &shared.audit,
+                peer: Some(peer.ip()),
+                mode,
             };
             relay::run_session(socket, ctx).await;
             drop(slot);

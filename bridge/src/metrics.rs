@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::policy::Rule;
+
 /// Why a WebSocket session was refused or ended early; each is one label value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -83,6 +85,7 @@ pub struct Metrics {
     connect_buckets: [AtomicU64; 10],
     connect_count: AtomicU64,
     connect_sum_micros: AtomicU64,
+    policy_refused: [AtomicU64; 4],
 }
 
 impl Metrics {
@@ -101,6 +104,15 @@ impl Metrics {
     pub fn refused(&self, reason: Refusal) {
         if let Some(i) = Refusal::ALL.iter().position(|r| *r == reason) {
             if let Some(counter) = self.refused.get(i) {
+                counter.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// A stanza was refused by the policy rule `rule`.
+    pub fn policy_refused(&self, rule: Rule) {
+        if let Some(i) = Rule::ALL.iter().position(|r| *r == rule) {
+            if let Some(counter) = self.policy_refused.get(i) {
                 counter.fetch_add(1, Relaxed);
             }
         }
@@ -171,6 +183,17 @@ impl Metrics {
             "Sessions refused or closed by a limit or rule, by reason.",
             &refused,
         );
+        let policy: Vec<(String, u64)> = Rule::ALL
+            .iter()
+            .zip(&self.policy_refused)
+            .map(|(r, c)| (format!("{{rule=\"{}\"}}", r.label()), get(c)))
+            .collect();
+        metric(
+            "sotto_bridge_policy_refusals_total",
+            "counter",
+            "Client stanzas refused by the organisation policy, by rule.",
+            &policy,
+        );
         metric(
             "sotto_bridge_stanzas_total",
             "counter",
@@ -232,7 +255,10 @@ mod tests {
         m.refused(Refusal::HostUnknown);
         m.to_upstream(100);
         m.upstream_connected(Duration::from_millis(20));
+        m.policy_refused(Rule::E2e);
         let text = m.render();
+        assert!(text.contains("sotto_bridge_policy_refusals_total{rule=\"e2e\"} 1"));
+        assert!(text.contains("sotto_bridge_policy_refusals_total{rule=\"domain\"} 0"));
         assert!(text.contains("sotto_bridge_connections_open 1"));
         assert!(text.contains("sotto_bridge_connections_refused_total{reason=\"host_unknown\"} 1"));
         assert!(text.contains("sotto_bridge_bytes_total{direction=\"to_upstream\"} 100"));

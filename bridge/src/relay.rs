@@ -3,7 +3,32 @@
 //!
 //! The loop is generic over the WebSocket (`Stream` + `Sink` of messages) and the upstream
 //! (`AsyncRead` + `AsyncWrite`), so tests can drive it with in-memory stand-ins.
+//!
+//! # Refusals and XEP-0198
+//!
+//! A stanza the policy refuses must not reach the server, yet the client has counted it as
+//! sent, and will count the error stanza the bridge answers with as received. If the bridge
+//! simply dropped one and injected the other, both XEP-0198 counters would drift: the server's
+//! `<a h/>` would acknowledge the wrong stanzas in the client's queue (our session core would
+//! re-send an already delivered message after a resume, and treat the refused one as
+//! delivered), and the client's `<a h/>` would exceed what the server sent (Prosody ends the
+//! stream for that). Rewriting `h` in both directions would need per-session offsets that a
+//! resumption through another bridge, or after a restart, cannot know.
+//!
+//! So the bridge keeps the counts true instead: in place of the refused stanza it sends the
+//! server one harmless stanza of its own, a XEP-0199 ping to the server
+//! (`id='sotto-policy-…'`), and when the server's one answer comes back it is replaced by the
+//! error stanza for the client. One stanza each way on both sides, nothing delivered to anyone,
+//! nothing stored, `h` never touched. Where no error may be sent (a refused error stanza or IQ
+//! result), the stand-in is an IQ result to the server, which it counts and discards without an
+//! answer. If the connection drops between the ping and its answer, the server re-sends the
+//! pong after a resumption: the client receives an IQ result it never asked for (ignored) and
+//! no error for that one refusal; the refused stanza is still never delivered or duplicated.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
@@ -12,8 +37,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::Limits;
+use crate::audit::{self, Audit};
+use crate::config::{ClientMode, Limits};
 use crate::metrics::{Metrics, Refusal};
+use crate::policy::{self, Policy};
+use crate::track::{Milestone, Tracker};
 use crate::upstream::{self, UpstreamIo};
 use crate::xml::{self, ClientFrame, Splitter, UpstreamEvent, XmlError, XmlLimits};
 
@@ -29,6 +57,29 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Payload of the bridge's keepalive pings (any short payload would do; the pong echoes it).
 const PING_PAYLOAD: &[u8] = b"sotto";
+
+/// Refused stanzas whose error is still waiting for the server's answer to the stand-in ping;
+/// a client that keeps more than this in flight is misbehaving.
+const MAX_PENDING_REFUSALS: usize = 64;
+
+/// Prefix of the ids of the bridge's stand-in stanzas.
+const REFUSAL_ID_PREFIX: &str = "sotto-policy-";
+
+/// A fresh stand-in id, unique within this process and unlikely to repeat across restarts.
+fn refusal_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static BOOT: OnceLock<u64> = OnceLock::new();
+    let boot = BOOT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    format!(
+        "{REFUSAL_ID_PREFIX}{boot:x}-{}",
+        COUNTER.fetch_add(1, Relaxed)
+    )
+}
 
 /// Why a session ended; decides what each side is told.
 #[derive(Debug)]
@@ -131,6 +182,14 @@ pub struct SessionContext<'a> {
     pub metrics: &'a Metrics,
     /// Becomes `true` when the bridge shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// The organisation policy.
+    pub policy: &'a Policy,
+    /// The audit log (possibly disabled).
+    pub audit: &'a Audit,
+    /// The client's address (for the audit log only, and only with `log_ip`).
+    pub peer: Option<IpAddr>,
+    /// The mode the client announced (`?mode=` on the WebSocket URL), if any.
+    pub mode: Option<ClientMode>,
 }
 
 /// Runs one session to its end. Never panics on anything either peer sends.
@@ -330,6 +389,10 @@ where
     let dead_after = ping_every.saturating_mul(2);
     let mut next_ping = Instant::now() + ping_every;
     let mut unanswered_since: Option<Instant> = None;
+    let mut tracker = Tracker::default();
+    // Stand-in id → the error stanza that replaces the server's answer to it.
+    let mut pending_errors: HashMap<String, String> = HashMap::new();
+    let policy_active = ctx.policy.is_active();
     let end = loop {
         let close_deadline = client_closing.unwrap_or(idle_deadline);
         tokio::select! {
@@ -360,7 +423,7 @@ where
                     continue;
                 }
                 match xml::parse_client_frame(text.as_str(), xml_limits) {
-                    Ok(ClientFrame::Element(_)) => {
+                    Ok(ClientFrame::Element(info)) => {
                         if !rate.allow() {
                             break End::StreamError(
                                 "policy-violation",
@@ -368,8 +431,56 @@ where
                                 Refusal::RateLimited,
                             );
                         }
-                        metrics.to_upstream(text.len());
-                        if io.write_all(text.as_bytes()).await.is_err() {
+                        tracker.client_element(&info, text.as_str());
+                        let refused = if policy_active && tracker.bound() {
+                            ctx.policy.check(tracker.account(), &info)
+                        } else {
+                            None
+                        };
+                        let forward = match refused {
+                            None => None,
+                            Some(refused) => {
+                                if refused.answer && pending_errors.len() >= MAX_PENDING_REFUSALS {
+                                    break End::StreamError(
+                                        "policy-violation",
+                                        "too many refused stanzas",
+                                        Refusal::RateLimited,
+                                    );
+                                }
+                                metrics.policy_refused(refused.rule);
+                                if let Some(account) = tracker.account() {
+                                    ctx.audit.record(audit::Event::Refusal {
+                                        account,
+                                        resource: tracker.resource(),
+                                        rule: refused.rule.label(),
+                                        stanza: refused.stanza,
+                                        target_domain: refused.target_domain.as_deref(),
+                                        group: refused.group.as_deref(),
+                                    });
+                                }
+                                let id = refusal_id();
+                                let stand_in = if refused.answer {
+                                    let own = tracker.full_jid();
+                                    pending_errors.insert(
+                                        id.clone(),
+                                        policy::error_stanza(&info, own.as_deref(), refused.rule),
+                                    );
+                                    format!(
+                                        "<iq xmlns='jabber:client' type='get' id='{id}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+                                        xml::escape_attr(domain)
+                                    )
+                                } else {
+                                    format!(
+                                        "<iq xmlns='jabber:client' type='result' id='{id}' to='{}'/>",
+                                        xml::escape_attr(domain)
+                                    )
+                                };
+                                Some(stand_in)
+                            }
+                        };
+                        let out = forward.as_deref().unwrap_or(text.as_str());
+                        metrics.to_upstream(out.len());
+                        if io.write_all(out.as_bytes()).await.is_err() {
                             break End::UpstreamLost;
                         }
                     }
@@ -415,7 +526,48 @@ where
                     match splitter.next_event() {
                         Ok(None) => break,
                         Ok(Some(UpstreamEvent::Element { xml, info })) => {
-                            let frame = if info.namespace == xml::STREAM_NS && info.local_name == "features" {
+                            match tracker.server_element(&info, &xml, domain) {
+                                None => {}
+                                Some(Milestone::Login) => {
+                                    if let Some(account) = tracker.account() {
+                                        ctx.audit.record(audit::Event::Login {
+                                            account,
+                                            resource: tracker.resource(),
+                                            mode: ctx.mode.map(ClientMode::as_str),
+                                            ip: ctx.peer,
+                                        });
+                                    }
+                                }
+                                Some(Milestone::ResumableEnabled { id }) => {
+                                    if let Some(full) = tracker.full_jid() {
+                                        ctx.audit.remember_resumable(&id, &full);
+                                    }
+                                }
+                                Some(Milestone::Resumed { previd }) => {
+                                    if let Some(full) = ctx.audit.resumable(&previd) {
+                                        tracker.set_full_jid(&full);
+                                    }
+                                    if let Some(account) = tracker.account() {
+                                        ctx.audit.record(audit::Event::Resume {
+                                            account,
+                                            resource: tracker.resource(),
+                                            mode: ctx.mode.map(ClientMode::as_str),
+                                            ip: ctx.peer,
+                                        });
+                                    }
+                                }
+                            }
+                            let replaced = if info.local_name == "iq"
+                                && !pending_errors.is_empty()
+                                && info.attr("id").is_some_and(|id| id.starts_with(REFUSAL_ID_PREFIX))
+                            {
+                                info.attr("id").and_then(|id| pending_errors.remove(id))
+                            } else {
+                                None
+                            };
+                            let frame = if let Some(error) = replaced {
+                                error
+                            } else if info.namespace == xml::STREAM_NS && info.local_name == "features" {
                                 upstream::strip_channel_binding(&xml, &info)
                             } else {
                                 xml
@@ -468,6 +620,24 @@ where
             }
         }
     };
+    if tracker.bound() {
+        if let Some(account) = tracker.account() {
+            let how = match &end {
+                End::ClientClosed => "close",
+                End::ServerClosed => "server",
+                End::ClientVanished | End::ClientUnresponsive | End::UpstreamLost => {
+                    "connection_lost"
+                }
+                End::StreamError(..) => "error",
+                End::Shutdown => "shutdown",
+            };
+            ctx.audit.record(audit::Event::Logout {
+                account,
+                resource: tracker.resource(),
+                how,
+            });
+        }
+    }
     match &end {
         End::ClientClosed | End::ServerClosed => {
             if matches!(end, End::ServerClosed) && client_closing.is_none() {

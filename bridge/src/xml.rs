@@ -118,6 +118,8 @@ pub struct ElementInfo {
     pub attributes: Vec<(String, String)>,
     /// `(namespace, local name)` of each direct child element, in document order.
     pub children: Vec<(String, String)>,
+    /// The attributes of each direct child (same order as `children`), as for `attributes`.
+    pub child_attributes: Vec<Vec<(String, String)>>,
 }
 
 impl ElementInfo {
@@ -1489,6 +1491,7 @@ fn parse_element(
                     .map(|(n, v)| ((*n).to_owned(), v.clone()))
                     .collect(),
                 children: Vec::new(),
+                child_attributes: Vec::new(),
             };
             let name_end = tag_start + 1 + tag.qname.len();
             root = Some((info, opened.declared.clone(), name_end));
@@ -1496,6 +1499,13 @@ fn parse_element(
             if let Some((info, _, _)) = root.as_mut() {
                 info.children
                     .push((opened.namespace.clone(), opened.local.to_owned()));
+                info.child_attributes.push(
+                    tag.attrs
+                        .iter()
+                        .filter(|(n, _)| *n != "xmlns" && !n.starts_with("xmlns:"))
+                        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                        .collect(),
+                );
             }
         }
         if tag.empty {
