@@ -33,6 +33,26 @@ pub struct ProsodyOptions {
     pub websocket: bool,
 }
 
+/// How Prosody stores passwords, which decides the SASL mechanisms it can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// `internal_hashed` (the default and what deployments use): salted SCRAM-SHA-1 keys only,
+    /// so Prosody 0.12 offers SCRAM-SHA-1 (and PLAIN over TLS).
+    Hashed,
+    /// `internal_plain`: the password itself, from which Prosody can run any SCRAM variant; it
+    /// then also offers SCRAM-SHA-256. For testing that mechanism only.
+    Plain,
+}
+
+impl Authentication {
+    fn module(self) -> &'static str {
+        match self {
+            Self::Hashed => "internal_hashed",
+            Self::Plain => "internal_plain",
+        }
+    }
+}
+
 /// A running Prosody. Dropping it sends SIGTERM, then SIGKILL after a few seconds, and reaps it.
 #[derive(Debug)]
 pub struct Prosody {
@@ -70,6 +90,15 @@ impl Prosody {
     /// the foreground and waits (up to [`START_TIMEOUT`]) until its c2s port accepts TCP and its
     /// log says the listener is Prosody's own. Blocking; needs no async runtime.
     pub fn start(opts: ProsodyOptions) -> Result<Prosody> {
+        Self::start_with_authentication(opts, Authentication::Hashed)
+    }
+
+    /// [`Prosody::start`] with a choice of password storage (which decides the SASL mechanisms
+    /// Prosody 0.12 can offer).
+    pub fn start_with_authentication(
+        opts: ProsodyOptions,
+        authentication: Authentication,
+    ) -> Result<Prosody> {
         if opts.domain.is_empty()
             || !opts
                 .domain
@@ -92,7 +121,7 @@ impl Prosody {
         // A port can be taken between probing and Prosody's bind: retry with fresh ports.
         let mut last_error = None;
         for _attempt in 0..3 {
-            match Self::try_start(&opts, &dir, &data_dir, &certs) {
+            match Self::try_start(&opts, authentication, &dir, &data_dir, &certs) {
                 Ok(p) => return Ok(p),
                 Err(StartError::PortInUse(e)) => last_error = Some(e),
                 Err(StartError::Other(e)) => return Err(e),
@@ -103,6 +132,7 @@ impl Prosody {
 
     fn try_start(
         opts: &ProsodyOptions,
+        authentication: Authentication,
         dir: &Path,
         data_dir: &Path,
         certs: &Certs,
@@ -125,6 +155,7 @@ impl Prosody {
             http_port,
             certs,
             run_as_root: running_as_root(),
+            authentication,
         });
         std::fs::write(&config, text)
             .with_context(|| format!("cannot write {}", config.display()))?;
@@ -605,6 +636,7 @@ struct ConfigParams<'a> {
     http_port: Option<u16>,
     certs: &'a Certs,
     run_as_root: bool,
+    authentication: Authentication,
 }
 
 /// A Lua string literal.
@@ -689,7 +721,7 @@ fn config_text(p: &ConfigParams<'_>) -> String {
     let _ = writeln!(t, "c2s_require_encryption = true");
     let _ = writeln!(t, "allow_unencrypted_plain_auth = false");
     let _ = writeln!(t, "allow_registration = false");
-    let _ = writeln!(t, "authentication = \"internal_hashed\"");
+    let _ = writeln!(t, "authentication = {}", lua(p.authentication.module()));
     let _ = writeln!(t, "storage = \"internal\"");
     let _ = writeln!(
         t,

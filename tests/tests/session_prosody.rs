@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use sotto_session::native::{Client, WaitError};
 use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
 use sotto_tests::bridge::BridgeFixture;
-use sotto_tests::prosody::Prosody;
+use sotto_tests::prosody::{Authentication, Prosody, ProsodyOptions};
 use zeroize_free::password;
 
 /// Passwords for tests (no zeroize dependency needed here).
@@ -122,6 +122,8 @@ async fn scram_login_subscriptions_messages_receipts() -> Result<()> {
     let prosody = prosody("session-basics")?;
     let bridge = BridgeFixture::start(&prosody, None, "").await?;
     let mut alice = login(&bridge, "alice", "laptop").await?;
+    // Prosody's hashed storage keeps SCRAM-SHA-1 keys only, so that is what it offers.
+    assert_eq!(alice.session().authenticated_with(), Some("SCRAM-SHA-1"));
     let mut bob = login(&bridge, "bob", "phone").await?;
     befriend(&mut alice, &mut bob).await?;
 
@@ -204,6 +206,39 @@ async fn scram_login_subscriptions_messages_receipts() -> Result<()> {
         client.close().await?;
     }
     bridge.stop().await?;
+    Ok(())
+}
+
+/// With a password store that can run any SCRAM variant, Prosody also offers SCRAM-SHA-256; we
+/// prefer it, and the login through the bridge completes with the server signature verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn scram_sha256_is_preferred_when_offered() -> Result<()> {
+    let prosody = Prosody::start_with_authentication(
+        ProsodyOptions {
+            dir: sotto_tests::test_dir("session-scram-sha256")?,
+            domain: "localhost".into(),
+            websocket: false,
+        },
+        Authentication::Plain,
+    )?;
+    prosody.register("alice", "alice-pass")?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let mut alice = login(&bridge, "alice", "sha256").await?;
+    assert_eq!(alice.session().authenticated_with(), Some("SCRAM-SHA-256"));
+    // A wrong password fails with the same mechanism, clearly.
+    let config = Config {
+        jid: jid("alice@localhost"),
+        password: password("not-alice-pass"),
+        resource: None,
+        allow_plain: false,
+        service: None,
+    };
+    let mut wrong = Client::connect(&bridge.ws_url(), config, None).await?;
+    match wrong.wait_online(STEP).await {
+        Err(WaitError::Login(LoginError::WrongPassword)) => {}
+        other => bail!("expected a wrong-password error, got {other:?}"),
+    }
+    alice.close().await?;
     Ok(())
 }
 

@@ -17,6 +17,8 @@
 //! # Ok::<(), sotto_session::service::ServiceUrlError>(())
 //! ```
 #![forbid(unsafe_code)]
+// Untrusted bytes reach this crate: no indexing that could panic (tests excepted, clippy.toml).
+#![deny(clippy::indexing_slicing)]
 #![deny(missing_docs)]
 
 pub mod error;

@@ -157,6 +157,8 @@ pub struct Session {
     next_request: u64,
     /// The addressee of requests sent to other entities, by IQ id.
     iq_targets: HashMap<String, BareJid>,
+    /// See [`Session::authenticated_with`].
+    authenticated_with: Option<&'static str>,
 }
 
 impl core::fmt::Debug for Session {
@@ -264,6 +266,7 @@ impl Session {
             mam_queries: HashMap::new(),
             next_request: 0,
             iq_targets: HashMap::new(),
+            authenticated_with: None,
         }
     }
 
@@ -272,6 +275,12 @@ impl Session {
     /// Our full JID once bound.
     pub fn bound_jid(&self) -> Option<&FullJid> {
         self.bound.as_ref()
+    }
+
+    /// The SASL mechanism of the last successful authentication (e.g. `SCRAM-SHA-256`), for
+    /// diagnostics and tests; `None` before the first one.
+    pub fn authenticated_with(&self) -> Option<&'static str> {
+        self.authenticated_with
     }
 
     /// Whether stanzas can be sent right now.
@@ -913,6 +922,10 @@ impl Session {
                         }
                     }
                 }
+                self.authenticated_with = Some(match mechanism {
+                    Mechanism::Scram(scram) => scram.mechanism(),
+                    Mechanism::Plain => "PLAIN",
+                });
                 self.send_open(true);
             }
             "failure" => {

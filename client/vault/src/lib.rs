@@ -30,6 +30,8 @@
 //! # Ok::<(), sotto_vault::VaultError>(())
 //! ```
 #![forbid(unsafe_code)]
+// Untrusted bytes reach this crate: no indexing that could panic (tests excepted, clippy.toml).
+#![deny(clippy::indexing_slicing)]
 #![deny(missing_docs)]
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
