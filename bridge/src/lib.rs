@@ -17,6 +17,7 @@
 #![deny(clippy::indexing_slicing)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod metrics;

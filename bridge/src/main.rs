@@ -10,6 +10,7 @@ use sotto_bridge::Bridge;
 const USAGE: &str = "\
 usage: sotto-bridge --config FILE        run the bridge
        sotto-bridge check-config FILE    validate a configuration file and exit
+       sotto-bridge admin [OPTIONS] COMMAND   manage accounts on Prosody (admin --help)
        sotto-bridge --version
 
 Logging: RUST_LOG (default \"info\"); no JIDs, IP addresses or content are ever logged.";
@@ -18,6 +19,27 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let strs: Vec<&str> = args.iter().map(String::as_str).collect();
     match strs.as_slice() {
+        ["admin", "-h" | "--help"] => {
+            println!("{}", sotto_bridge::admin::USAGE);
+            ExitCode::SUCCESS
+        }
+        ["admin", ..] => {
+            let stdin = std::io::stdin();
+            let mut stdin = stdin.lock();
+            let mut out = std::io::stdout();
+            let mut err = std::io::stderr();
+            let env = |name: &str| std::env::var(name).ok();
+            let code = sotto_bridge::admin::run(
+                args.get(1..).unwrap_or_default(),
+                &mut sotto_bridge::admin::Io {
+                    stdin: &mut stdin,
+                    out: &mut out,
+                    err: &mut err,
+                    env: &env,
+                },
+            );
+            ExitCode::from(code)
+        }
         ["--version" | "-V"] => {
             println!("sotto-bridge {}", sotto_bridge::VERSION);
             ExitCode::SUCCESS

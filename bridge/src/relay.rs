@@ -623,7 +623,9 @@ where
     if tracker.bound() {
         if let Some(account) = tracker.account() {
             let how = match &end {
+                // The server's </stream:stream> answering the client's <close/> is a logout.
                 End::ClientClosed => "close",
+                End::ServerClosed if client_closing.is_some() => "close",
                 End::ServerClosed => "server",
                 End::ClientVanished | End::ClientUnresponsive | End::UpstreamLost => {
                     "connection_lost"
