@@ -674,6 +674,9 @@ fn config_text(p: &ConfigParams<'_>) -> String {
         "private",
         "register",
         "csi_simple",
+        // `prosodyctl shell` (account listing, closing sessions) talks to the running server
+        // over mod_admin_socket's unix socket in the data directory.
+        "admin_shell",
         "posix",
     ];
     if p.http_port.is_some() {
