@@ -227,9 +227,10 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
 
             // alice writes; Enter sends.
             bob_at_alice.click().await?;
+            // OMEMO by default: the lock closes once bob's devices are known.
             wait_css(
                 alice,
-                "[data-testid=\"lock-state\"][data-encrypted=\"false\"]",
+                "[data-testid=\"lock-state\"][data-encrypted=\"true\"][data-lock=\"encrypted\"]",
                 STEP,
             )
             .await?;
@@ -241,7 +242,7 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
                 STEP,
             )
             .await?;
-            ensure!(sent.attr("data-encrypted").await?.as_deref() == Some("false"));
+            ensure!(sent.attr("data-encrypted").await?.as_deref() == Some("true"));
 
             // bob sees it, as text (the markup is not interpreted), with an unread badge.
             let badge = wait_css(bob, "[data-testid=\"unread\"]", STEP).await?;
@@ -254,7 +255,7 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
                 STEP,
             )
             .await?;
-            ensure!(got.attr("data-encrypted").await?.as_deref() == Some("false"));
+            ensure!(got.attr("data-encrypted").await?.as_deref() == Some("true"));
             ensure!(
                 bob.client()
                     .find_all(Locator::Css(".message b"))

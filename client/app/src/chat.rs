@@ -7,7 +7,7 @@ use sotto_session::Direction;
 use web_sys::{HtmlElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
-use crate::store::{DeliveryState, Message, Store};
+use crate::store::{DeliveryState, Lock, Message, PlaintextPrompt, Store};
 use crate::{availability_words, text, Action};
 
 /// The chat view's inputs.
@@ -64,6 +64,27 @@ pub fn chat_view(props: &Props) -> Html {
     let conversation = store.conversation(&peer);
     let messages: &[Message] = conversation.map(|c| c.messages.as_slice()).unwrap_or(&[]);
     let typing = conversation.is_some_and(|c| c.typing);
+    let lock = store.lock(&peer);
+    let (lock_class, lock_attr, lock_words, lock_hint) = match lock {
+        Lock::Encrypted => (
+            "lock-closed",
+            "encrypted",
+            text::LOCK_E2E,
+            text::LOCK_E2E_HINT,
+        ),
+        Lock::Checking => (
+            "lock-checking",
+            "checking",
+            text::LOCK_CHECKING,
+            text::LOCK_CHECKING_HINT,
+        ),
+        Lock::Unavailable => (
+            "lock-open",
+            "unavailable",
+            text::LOCK_UNAVAILABLE,
+            text::LOCK_UNAVAILABLE_HINT,
+        ),
+    };
     let back = props.on_action.reform(|_: MouseEvent| Action::Back);
     let on_escape = props.on_action.reform(|_: KeyboardEvent| Action::Back);
     let on_keydown = Callback::from(move |e: KeyboardEvent| {
@@ -99,10 +120,11 @@ pub fn chat_view(props: &Props) -> Html {
                         }
                     </p>
                 </div>
-                <p class="lock lock-open" data-testid="lock-state" data-encrypted="false"
-                    title={ text::LOCK_NOT_E2E_HINT }>
-                    { lock_icon(false) }
-                    <span>{ text::LOCK_NOT_E2E }</span>
+                <p class={classes!("lock", lock_class)} data-testid="lock-state"
+                    data-encrypted={ if lock == Lock::Unavailable { "false" } else { "true" } }
+                    data-lock={lock_attr} title={lock_hint}>
+                    { lock_icon(lock != Lock::Unavailable) }
+                    <span>{ lock_words }</span>
                 </p>
                 if contact.is_some() {
                     <button type="button" class={classes!("button", "subtle", "remove", (*confirm_remove).then_some("danger"))}
@@ -111,7 +133,9 @@ pub fn chat_view(props: &Props) -> Html {
                     </button>
                 }
             </header>
-            <p class="lock-hint">{ text::LOCK_NOT_E2E_HINT }</p>
+            if lock == Lock::Unavailable {
+                <p class="lock-hint">{ text::LOCK_UNAVAILABLE_HINT }</p>
+            }
             <ol class="messages" ref={log} role="log" aria-label={ text::CHAT_LOG_LABEL } tabindex="0">
                 if messages.is_empty() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
@@ -138,19 +162,35 @@ fn message_item(message: &Message, peer_name: &str) -> Html {
     };
     let who = if outgoing { text::YOU } else { peer_name };
     html! {
-        <li class={classes!("message", direction, message.state.attr())} data-testid="message"
+        <li class={classes!("message", direction, message.state.attr(), message.error.is_some().then_some("undecryptable"))}
+            key={message.seq} data-testid="message"
             data-direction={direction} data-encrypted={ if message.encrypted { "true" } else { "false" } }
             data-state={ message.state.attr() }>
             <span class="visually-hidden">{ format!("{who}: ") }</span>
-            <p class="body">{ message.body.clone() }</p>
-            if let Some(state) = state {
-                <span class="meta">{ state }</span>
+            if let Some(error) = &message.error {
+                <p class="body decrypt-error" data-testid="decrypt-error">
+                    { format!("{} {error}", text::DECRYPT_ERROR_PREFIX) }
+                </p>
+            } else {
+                <p class="body">{ message.body.clone() }</p>
+            }
+            if state.is_some() || !message.encrypted {
+                <span class="meta">
+                    if !message.encrypted {
+                        <span class="not-e2e" data-testid="message-not-encrypted">
+                            { lock_icon(false) }{ text::MESSAGE_NOT_E2E }
+                        </span>
+                        if state.is_some() { { " · " } }
+                    }
+                    if let Some(state) = state { { state } }
+                </span>
             }
         </li>
     }
 }
 
-fn lock_icon(closed: bool) -> Html {
+/// A lock, closed or open.
+pub fn lock_icon(closed: bool) -> Html {
     let shackle = if closed {
         "M5 7V5a3 3 0 0 1 6 0v2"
     } else {
@@ -161,6 +201,71 @@ fn lock_icon(closed: bool) -> Html {
             <path d={shackle} fill="none" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" />
             <rect x="3" y="7" width="10" height="7.5" rx="1.5" fill="currentColor" />
         </svg>
+    }
+}
+
+/// The plaintext dialog's inputs.
+#[derive(Properties, PartialEq)]
+pub struct PlaintextProps {
+    /// The question.
+    pub prompt: PlaintextPrompt,
+    /// The store (for the contact's name).
+    pub store: Rc<Store>,
+    /// Where the answer goes.
+    pub on_action: Callback<Action>,
+}
+
+/// "Send without encryption?": the only way a message goes out in plaintext. Escape or the
+/// cancel button closes it without sending; focus starts on "Don't send".
+#[function_component(PlaintextDialog)]
+pub fn plaintext_dialog(props: &PlaintextProps) -> Html {
+    let cancel_ref = use_node_ref();
+    {
+        let cancel_ref = cancel_ref.clone();
+        use_effect_with((), move |_| {
+            if let Some(el) = cancel_ref.cast::<HtmlElement>() {
+                let _ = el.focus();
+            }
+        });
+    }
+    let peer = &props.prompt.peer;
+    let who = props
+        .store
+        .contacts
+        .get(peer)
+        .map(|c| c.display_name())
+        .unwrap_or_else(|| peer.to_string());
+    let cancel = props
+        .on_action
+        .reform(|_: MouseEvent| Action::CancelPlaintext);
+    let confirm = props
+        .on_action
+        .reform(|_: MouseEvent| Action::ConfirmPlaintext);
+    let on_keydown = {
+        let on_action = props.on_action.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                e.prevent_default();
+                e.stop_propagation();
+                on_action.emit(Action::CancelPlaintext);
+            }
+        })
+    };
+    html! {
+        <div class="dialog-backdrop">
+            <div class="dialog" role="alertdialog" aria-modal="true" aria-labelledby="plaintext-title"
+                aria-describedby="plaintext-text" data-testid="plaintext-dialog" onkeydown={on_keydown}>
+                <h2 id="plaintext-title">{ lock_icon(false) }{ text::PLAINTEXT_TITLE }</h2>
+                <p id="plaintext-text">{ text::plaintext_question(&who) }</p>
+                <blockquote class="quote">{ props.prompt.body.clone() }</blockquote>
+                <div class="dialog-actions">
+                    <button type="button" class="button" data-testid="plaintext-cancel"
+                        ref={cancel_ref} onclick={cancel}>{ text::PLAINTEXT_CANCEL }</button>
+                    <button type="button" class="button danger" data-testid="plaintext-confirm"
+                        onclick={confirm}>{ text::PLAINTEXT_CONFIRM }</button>
+                </div>
+            </div>
+        </div>
     }
 }
 

@@ -123,7 +123,7 @@ fn contact_row(contact: &Contact, active: bool, on_action: &Callback<Action>) ->
         Subscription::Both => "both",
     };
     html! {
-        <li>
+        <li key={ contact.jid.to_string() }>
             <button type="button" class={classes!("contact", active.then_some("active"))}
                 data-testid="contact" data-jid={ contact.jid.to_string() }
                 data-presence={ class } data-subscription={ subscription }

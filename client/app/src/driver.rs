@@ -1,13 +1,16 @@
-//! The browser driver: the twin of sotto-session's tokio driver. It owns the [`Session`], a
-//! `WebSocket` (subprotocol `xmpp`) and the timers, and turns what happens to them into
-//! [`Notice`]s for the store. All protocol decisions stay in the session.
+//! The browser driver: the twin of sotto-session's tokio driver. It owns the [`Session`], the
+//! OMEMO manager beside it ([`Omemo`], the one place where this device's keys, sessions and
+//! trust live), a `WebSocket` (subprotocol `xmpp`) and the timers, and turns what happens to
+//! them into [`Notice`]s for the store. All protocol decisions stay in the session and in
+//! `sotto_session::omemo`.
 //!
 //! Browser callbacks never touch the driver directly: they send an [`Input`] through a yew
 //! callback, and the app hands it to [`Driver::handle`]. So there is no shared mutable state
 //! and no re-entrancy, and each input is followed by the session's polling order
-//! (transmit, events, timer).
+//! (transmit, events, timer), with every session event passed through OMEMO first.
 
 use gloo_timers::callback::Timeout;
+use sotto_session::omemo::{Omemo, OmemoEvent};
 use sotto_session::{
     Config, Event, Instant, LoginError, Session, StreamError, WEBSOCKET_SUBPROTOCOL,
 };
@@ -61,6 +64,8 @@ pub enum Ended {
 pub enum Notice {
     /// A session event, for the store.
     Event(Box<Event>),
+    /// An OMEMO event (decrypted messages, failures, devices, trust), for the store.
+    Omemo(Box<OmemoEvent>),
     /// The connection state changed.
     Connection(Connection),
     /// The session is over.
@@ -118,6 +123,7 @@ impl Drop for Socket {
 /// One signed-in (or signing-in) session and its transport.
 pub struct Driver {
     session: Session,
+    omemo: Omemo,
     url: String,
     notify: Callback<Input>,
     socket: Option<Socket>,
@@ -146,8 +152,14 @@ impl Driver {
     /// Starts signing in: opens the WebSocket to `url`.
     pub fn start(config: Config, url: String, notify: Callback<Input>) -> (Self, Vec<Notice>) {
         let mut rng = rand_core::OsRng;
+        // A new OMEMO device for every sign-in: its state lives in memory only (until the
+        // storage issue lands), in this one value.
+        let omemo = Omemo::new(config.jid.clone(), &mut rng);
+        let mut session = Session::new(config, &mut rng);
+        omemo.attach(&mut session);
         let mut driver = Self {
-            session: Session::new(config, &mut rng),
+            session,
+            omemo,
             url,
             notify,
             socket: None,
@@ -184,6 +196,26 @@ impl Driver {
         let result = f(&mut self.session);
         let notices = self.pump();
         (result, notices)
+    }
+
+    /// Runs a command that needs OMEMO and the session, then sends what it queued.
+    pub fn command_e2e<R>(
+        &mut self,
+        f: impl FnOnce(&mut Omemo, &mut Session) -> R,
+    ) -> (R, Vec<Notice>) {
+        let result = f(&mut self.omemo, &mut self.session);
+        let notices = self.pump();
+        (result, notices)
+    }
+
+    /// This device's OMEMO manager (devices, fingerprints, trust).
+    pub fn omemo(&self) -> &Omemo {
+        &self.omemo
+    }
+
+    /// Changes OMEMO state that needs no network (trust decisions).
+    pub fn omemo_mut(&mut self) -> &mut Omemo {
+        &mut self.omemo
     }
 
     /// Logs out: `<close/>`, then the socket closes when the server answers (or after a grace
@@ -292,7 +324,21 @@ impl Driver {
         let mut out = Vec::new();
         self.transmit();
         let mut disconnected = false;
-        while let Some(event) = self.session.poll_event() {
+        loop {
+            // OMEMO's own events first (those that commands or the last event raised).
+            while let Some(event) = self.omemo.poll_event() {
+                out.push(Notice::Omemo(Box::new(event)));
+            }
+            let Some(event) = self.session.poll_event() else {
+                break;
+            };
+            // OMEMO takes what is its own (PEP results, encrypted messages) and may queue
+            // stanzas; everything else comes back.
+            let event = self.omemo.handle_event(&mut self.session, event);
+            self.transmit();
+            let Some(event) = event else {
+                continue;
+            };
             match &event {
                 Event::Online { .. } => {
                     self.ever_online = true;

@@ -5,8 +5,11 @@
 //! `sotto_session::Session`) fills from the session's events. Components never touch XML,
 //! keys or the network: they read the store and send [`Action`]s up to the root component.
 //!
-//! What it does not do yet: OMEMO (messages are marked and shown as not end-to-end encrypted),
-//! persistent storage (everything lives in memory and is gone on logout or reload).
+//! Every chat message is end-to-end encrypted with OMEMO (`sotto_session::omemo`, owned by the
+//! driver); plaintext goes out only after the user confirms it for a contact without OMEMO.
+//!
+//! What it does not do yet: persistent storage (everything, the OMEMO device included, lives
+//! in memory and is gone on logout or reload).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -16,6 +19,7 @@ pub mod driver;
 mod login;
 pub mod store;
 mod text;
+mod trust;
 
 use std::rc::Rc;
 
@@ -24,7 +28,7 @@ use yew::prelude::*;
 
 use crate::driver::{Driver, Input, Notice};
 use crate::login::Credentials;
-use crate::store::{Connection, FollowUp, Store};
+use crate::store::{Connection, DeviceView, FollowUp, OwnDevice, Store};
 
 /// The version shown on every screen, so users and testers can tell which build they run.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -50,6 +54,20 @@ pub enum Action {
     Remove(BareJid),
     /// Hide the notice.
     DismissNotice,
+    /// Send the message the plaintext question is about, unencrypted.
+    ConfirmPlaintext,
+    /// Do not send it.
+    CancelPlaintext,
+    /// Show the trust screen.
+    OpenTrust,
+    /// Close it.
+    CloseTrust,
+    /// Mark a device as verified.
+    Verify(BareJid, u32),
+    /// Mark a device as distrusted.
+    Distrust(BareJid, u32),
+    /// Trust a new device without verifying it.
+    AcceptDevice(BareJid, u32),
     /// Sign out.
     Logout,
 }
@@ -166,6 +184,10 @@ impl Component for App {
                         aria-label={ format!("{}: {}", text::STATE_LABEL, connection.label()) }>
                         { connection.label() }
                     </span>
+                    <button type="button" class="button subtle" data-testid="trust-open"
+                        onclick={on_action.reform(|_: MouseEvent| Action::OpenTrust)}>
+                        { text::TRUST_OPEN }
+                    </button>
                     <button type="button" class="button subtle" data-testid="logout" onclick={logout}>
                         { text::LOGOUT }
                     </button>
@@ -182,10 +204,29 @@ impl Component for App {
                         </button>
                     </p>
                 }
+                { for store.trust_alerts.iter().map(|(jid, device)| {
+                    let who = store.contacts.get(jid).map(|c| c.display_name()).unwrap_or_else(|| jid.to_string());
+                    html! {
+                        <p class="banner warning" role="alert" data-testid="trust-warning"
+                            data-jid={jid.to_string()} data-device={device.to_string()}>
+                            <span>{ text::new_device_warning(&who) }</span>
+                            <button type="button" class="button subtle"
+                                onclick={on_action.reform(|_: MouseEvent| Action::OpenTrust)}>
+                                { text::TRUST_REVIEW }
+                            </button>
+                        </p>
+                    }
+                }) }
                 <div class="main">
                     <contacts::Sidebar store={store.clone()} on_action={on_action.clone()} />
-                    <chat::ChatView store={store.clone()} {on_action} />
+                    <chat::ChatView store={store.clone()} on_action={on_action.clone()} />
                 </div>
+                if let Some(prompt) = store.plaintext_prompt.clone() {
+                    <chat::PlaintextDialog {prompt} store={store.clone()} on_action={on_action.clone()} />
+                }
+                if store.trust_open {
+                    <trust::TrustDialog store={store.clone()} on_action={on_action.clone()} />
+                }
                 <div class="visually-hidden" aria-live="polite" aria-atomic="true">
                     { store.announcement.clone() }
                 </div>
@@ -218,7 +259,57 @@ impl App {
         self.login_error = None;
         self.store = Rc::new(Store::signing_in(credentials.jid));
         let (driver, notices) = Driver::start(config, url, notify);
+        let omemo = driver.omemo();
+        let fingerprint = omemo.fingerprint();
+        let own = OwnDevice {
+            id: omemo.device_id(),
+            fingerprint: fingerprint.to_string(),
+            hex: fingerprint.to_hex(),
+        };
         self.driver = Some(driver);
+        self.store().set_own_device(own);
+        self.apply(notices);
+    }
+
+    /// Copies what the OMEMO manager knows of `jid`'s devices into the store.
+    fn refresh_devices(&mut self, jid: BareJid) {
+        let Some(driver) = self.driver.as_ref() else {
+            return;
+        };
+        let devices: Vec<DeviceView> = driver
+            .omemo()
+            .devices(&jid)
+            .into_iter()
+            .map(DeviceView::from)
+            .collect();
+        self.store().set_devices(jid, devices);
+    }
+
+    /// Runs a trust decision, then shows the new picture.
+    fn decide(
+        &mut self,
+        jid: BareJid,
+        f: impl FnOnce(&mut sotto_session::omemo::Omemo) -> Result<(), sotto_session::omemo::TrustError>,
+    ) {
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        if let Err(e) = f(driver.omemo_mut()) {
+            self.store().set_notice(Some(e.to_string()));
+        }
+        self.refresh_devices(jid);
+    }
+
+    /// Sends `body` to `peer` unencrypted (the user confirmed it).
+    fn send_plaintext(&mut self, peer: BareJid, body: String) {
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        let (result, notices) = driver.command(|s| s.send_chat(&peer, &body));
+        match result {
+            Ok(id) => self.store().sent(&peer, id, body, false),
+            Err(e) => self.store().set_notice(Some(text::command_error(&e))),
+        }
         self.apply(notices);
     }
 
@@ -228,11 +319,19 @@ impl App {
 
     fn apply(&mut self, notices: Vec<Notice>) {
         let mut follow_ups = Vec::new();
+        let mut changed_devices: Vec<BareJid> = Vec::new();
         for notice in notices {
             match notice {
                 Notice::Event(event) => {
                     if let Some(f) = self.store().apply(*event) {
                         follow_ups.push(f);
+                    }
+                }
+                Notice::Omemo(event) => {
+                    if let Some(jid) = self.store().apply_omemo(*event) {
+                        if !changed_devices.contains(&jid) {
+                            changed_devices.push(jid);
+                        }
                     }
                 }
                 Notice::Connection(connection) => {
@@ -247,6 +346,9 @@ impl App {
                     return;
                 }
             }
+        }
+        for jid in changed_devices {
+            self.refresh_devices(jid);
         }
         for follow_up in follow_ups {
             match follow_up {
@@ -279,7 +381,18 @@ impl App {
 
     fn act(&mut self, action: Action) {
         match action {
-            Action::Open(jid) => self.store().open(jid),
+            Action::Open(jid) => {
+                // Learn the contact's devices (for the lock and the trust screen) unless their
+                // list is known; changes arrive as PEP notifications.
+                let known = self.store.device_lists.contains_key(&jid);
+                if let Some(driver) = self.driver.as_mut().filter(|_| !known) {
+                    let ((), notices) =
+                        driver.command_e2e(|omemo, session| omemo.refresh_devices(session, &jid));
+                    self.apply(notices);
+                }
+                self.refresh_devices(jid.clone());
+                self.store().open(jid);
+            }
             Action::Back => self.store().close_conversation(),
             Action::Send(body) => {
                 let Some(peer) = self.store.active.clone() else {
@@ -289,15 +402,56 @@ impl App {
                 if body.is_empty() {
                     return;
                 }
+                if self.store.lock(&peer) == store::Lock::Unavailable {
+                    // Known to have no OMEMO device: only with the user's explicit consent.
+                    self.store().ask_plaintext(peer, body, None);
+                    return;
+                }
                 let Some(driver) = self.driver.as_mut() else {
                     return;
                 };
-                let (result, notices) = driver.command(|s| s.send_chat(&peer, &body));
+                let (result, notices) = driver
+                    .command_e2e(|omemo, session| omemo.send_encrypted(session, &peer, &body));
                 match result {
-                    Ok(id) => self.store().sent(&peer, id, body),
-                    Err(e) => self.store().set_notice(Some(text::command_error(&e))),
+                    Ok(id) => self.store().sent(&peer, id, body, true),
+                    Err(sotto_session::omemo::SendError::NoDevices(_)) => {
+                        self.store().ask_plaintext(peer, body, None)
+                    }
+                    Err(e) => self.store().set_notice(Some(text::send_error(&e))),
                 }
                 self.apply(notices);
+            }
+            Action::ConfirmPlaintext => {
+                if let Some(prompt) = self.store().take_plaintext_prompt(true) {
+                    self.send_plaintext(prompt.peer, prompt.body);
+                }
+            }
+            Action::CancelPlaintext => {
+                let _ = self.store().take_plaintext_prompt(false);
+            }
+            Action::OpenTrust => {
+                if let Some(me) = self.store.me.clone() {
+                    self.refresh_devices(me);
+                }
+                if let Some(peer) = self.store.active.clone() {
+                    self.refresh_devices(peer);
+                }
+                for jid in self
+                    .store
+                    .trust_alerts
+                    .iter()
+                    .map(|(j, _)| j.clone())
+                    .collect::<Vec<_>>()
+                {
+                    self.refresh_devices(jid);
+                }
+                self.store().set_trust_open(true);
+            }
+            Action::CloseTrust => self.store().set_trust_open(false),
+            Action::Verify(jid, device) => self.decide(jid.clone(), |o| o.verify(&jid, device)),
+            Action::Distrust(jid, device) => self.decide(jid.clone(), |o| o.distrust(&jid, device)),
+            Action::AcceptDevice(jid, device) => {
+                self.decide(jid.clone(), |o| o.accept(&jid, device))
             }
             Action::Typing(typing) => {
                 let Some(peer) = self.store.active.clone() else {

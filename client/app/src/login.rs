@@ -8,6 +8,9 @@ use zeroize::Zeroizing;
 
 use crate::text;
 
+/// The `performance.mark` set when the login form is first on screen.
+pub const LOGIN_READY_MARK: &str = "sotto-login-ready";
+
 /// Which storage behaviour the user chose for this computer.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DeviceMode {
@@ -101,6 +104,16 @@ impl Component for Login {
         // A new error from the app replaces the form's own notice.
         self.notice = None;
         true
+    }
+
+    fn rendered(&mut self, _ctx: &Context<Self>, first_render: bool) {
+        if first_render {
+            // A performance mark, so that tests and users' tools can measure the time from
+            // navigation to a usable login screen.
+            if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+                let _ = performance.mark(LOGIN_READY_MARK);
+            }
+        }
     }
 
     fn view(&self, ctx: &Context<Self>) -> Html {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use sotto_session::omemo::{DeviceInfo, OmemoEvent, SendError, Trust};
 use sotto_session::{
     Availability, BareJid, ChatMessage, ChatState, Direction, Event, RosterItem, Subscription,
 };
@@ -13,6 +14,8 @@ use sotto_session::{
 pub const MAX_MESSAGES_PER_CONVERSATION: usize = 2000;
 /// Most pending subscription requests shown.
 pub const MAX_REQUESTS: usize = 200;
+/// Most unanswered "new device" warnings kept.
+pub const MAX_TRUST_ALERTS: usize = 100;
 
 /// The connection as the user sees it. `label` is the exact text of the `connection-state` hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,10 +79,14 @@ pub struct Message {
     pub direction: Direction,
     /// The text, shown as text only.
     pub body: String,
-    /// Whether it was end-to-end encrypted (always false until OMEMO is wired in).
+    /// Whether it was end-to-end encrypted (OMEMO).
     pub encrypted: bool,
     /// Delivery state.
     pub state: DeliveryState,
+    /// Why it could not be decrypted (then `body` is empty).
+    pub error: Option<String>,
+    /// Unique in this store, in arrival order: the key of the message's list item.
+    pub seq: u64,
 }
 
 /// One conversation.
@@ -158,6 +165,60 @@ fn rank(a: Availability) -> u8 {
     }
 }
 
+/// What we know of a contact's end-to-end encryption, for the lock in the chat header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// The contact's device list has not arrived yet.
+    Checking,
+    /// Messages are encrypted to the contact's devices.
+    Encrypted,
+    /// The contact publishes no OMEMO device: only plaintext (after confirmation) is possible.
+    Unavailable,
+}
+
+/// This device's identity, as shown on the trust screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnDevice {
+    /// The device id.
+    pub id: u32,
+    /// The fingerprint, eight groups of eight hex digits.
+    pub fingerprint: String,
+    /// The fingerprint as 64 hex digits (for the `xmpp:` URI).
+    pub hex: String,
+}
+
+/// One device of a contact (or one of our others), as the trust screen shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceView {
+    /// The device id.
+    pub id: u32,
+    /// The fingerprint in groups of eight, once known.
+    pub fingerprint: Option<String>,
+    /// Our trust in it, once its key is known.
+    pub trust: Option<Trust>,
+}
+
+impl From<DeviceInfo> for DeviceView {
+    fn from(d: DeviceInfo) -> Self {
+        Self {
+            id: d.id,
+            fingerprint: d.fingerprint.map(|f| f.to_string()),
+            trust: d.trust,
+        }
+    }
+}
+
+/// A message waiting for the user's permission to go out unencrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaintextPrompt {
+    /// To whom.
+    pub peer: BareJid,
+    /// The text.
+    pub body: String,
+    /// The encrypted attempt that failed, replaced by the plaintext message if confirmed.
+    pub failed_id: Option<String>,
+}
+
 /// Everything the screens show.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -179,6 +240,20 @@ pub struct Store {
     pub announcement: String,
     /// A problem to show (a failed command, a bounced message).
     pub notice: Option<String>,
+    /// This device's OMEMO identity.
+    pub own_device: Option<OwnDevice>,
+    /// Published device lists by contact (ours too); an empty list: no OMEMO.
+    pub device_lists: HashMap<BareJid, Vec<u32>>,
+    /// Devices with fingerprints and trust, refreshed from the OMEMO manager.
+    pub devices: HashMap<BareJid, Vec<DeviceView>>,
+    /// New devices of verified contacts that wait for a decision, oldest first.
+    pub trust_alerts: Vec<(BareJid, u32)>,
+    /// The "send unencrypted?" question, when open.
+    pub plaintext_prompt: Option<PlaintextPrompt>,
+    /// Whether the trust screen is open.
+    pub trust_open: bool,
+    /// The last message sequence number handed out.
+    last_seq: u64,
 }
 
 impl PartialEq for Store {
@@ -206,6 +281,11 @@ impl Store {
 
     fn touch(&mut self) {
         self.revision = self.revision.wrapping_add(1);
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.last_seq = self.last_seq.wrapping_add(1);
+        self.last_seq
     }
 
     /// The connection state shown (offline when there is no session).
@@ -263,8 +343,9 @@ impl Store {
         self.touch();
     }
 
-    /// Records a message we just handed to the session.
-    pub fn sent(&mut self, peer: &BareJid, id: String, body: String) {
+    /// Records a message we just handed to the session (or to OMEMO when `encrypted`).
+    pub fn sent(&mut self, peer: &BareJid, id: String, body: String, encrypted: bool) {
+        let seq = self.next_seq();
         let conversation = self.conversations.entry(peer.clone()).or_default();
         push_bounded(
             &mut conversation.messages,
@@ -272,11 +353,132 @@ impl Store {
                 id: Some(id),
                 direction: Direction::Outgoing,
                 body,
-                encrypted: false,
+                encrypted,
                 state: DeliveryState::Sending,
+                error: None,
+                seq,
             },
         );
         self.touch();
+    }
+
+    /// The lock state of a conversation.
+    pub fn lock(&self, peer: &BareJid) -> Lock {
+        match self.device_lists.get(peer) {
+            None => Lock::Checking,
+            Some(list) if list.is_empty() => Lock::Unavailable,
+            Some(_) => Lock::Encrypted,
+        }
+    }
+
+    /// Records this device's identity.
+    pub fn set_own_device(&mut self, own: OwnDevice) {
+        self.own_device = Some(own);
+        self.touch();
+    }
+
+    /// Replaces what the trust screen shows of `jid`'s devices.
+    pub fn set_devices(&mut self, jid: BareJid, devices: Vec<DeviceView>) {
+        // Decided devices no longer need a warning.
+        self.trust_alerts.retain(|(j, d)| {
+            *j != jid
+                || devices
+                    .iter()
+                    .any(|v| v.id == *d && v.trust == Some(Trust::Undecided))
+        });
+        self.devices.insert(jid, devices);
+        self.touch();
+    }
+
+    /// Asks whether to send `body` to `peer` unencrypted.
+    pub fn ask_plaintext(&mut self, peer: BareJid, body: String, failed_id: Option<String>) {
+        self.plaintext_prompt = Some(PlaintextPrompt {
+            peer,
+            body,
+            failed_id,
+        });
+        self.touch();
+    }
+
+    /// Takes the open "send unencrypted?" question (answered either way). When `confirmed`,
+    /// the failed encrypted attempt is dropped from the conversation: the plaintext message
+    /// replaces it.
+    pub fn take_plaintext_prompt(&mut self, confirmed: bool) -> Option<PlaintextPrompt> {
+        let prompt = self.plaintext_prompt.take()?;
+        if confirmed {
+            if let (Some(id), Some(conversation)) =
+                (&prompt.failed_id, self.conversations.get_mut(&prompt.peer))
+            {
+                conversation
+                    .messages
+                    .retain(|m| m.direction != Direction::Outgoing || m.id.as_ref() != Some(id));
+            }
+        }
+        self.touch();
+        Some(prompt)
+    }
+
+    /// Opens or closes the trust screen.
+    pub fn set_trust_open(&mut self, open: bool) {
+        self.trust_open = open;
+        self.touch();
+    }
+
+    /// Applies one OMEMO event. Returns the contact whose devices changed (the app then asks
+    /// the OMEMO manager for the new picture) — or `None`.
+    pub fn apply_omemo(&mut self, event: OmemoEvent) -> Option<BareJid> {
+        self.touch();
+        match event {
+            OmemoEvent::DeviceList { jid, devices } => {
+                self.device_lists.insert(jid.clone(), devices);
+                Some(jid)
+            }
+            OmemoEvent::Message { message, .. } => {
+                // The sender's device may be new to us (a prekey message).
+                let from = message.from.to_bare();
+                let body = message.body.clone();
+                self.add_message(message, body, true, None);
+                Some(from)
+            }
+            OmemoEvent::DecryptionFailed {
+                message, reason, ..
+            } => {
+                let why = crate::text::decrypt_failure(&reason);
+                self.add_message(message, None, true, Some(why));
+                None
+            }
+            OmemoEvent::SendFailed { to, id, reason } => {
+                let body = self.update_outgoing(&id, |_| DeliveryState::Failed);
+                match reason {
+                    SendError::NoDevices(_) => {
+                        self.device_lists.insert(to.clone(), Vec::new());
+                        if let Some(body) = body {
+                            self.ask_plaintext(to, body, Some(id));
+                        }
+                    }
+                    other => self.notice = Some(crate::text::send_error(&other)),
+                }
+                None
+            }
+            OmemoEvent::NewDevice {
+                jid, device, trust, ..
+            } => {
+                if trust == Trust::Undecided
+                    && !self.trust_alerts.contains(&(jid.clone(), device))
+                    && self.trust_alerts.len() < MAX_TRUST_ALERTS
+                {
+                    self.trust_alerts.push((jid.clone(), device));
+                }
+                Some(jid)
+            }
+            OmemoEvent::PublishFailed { condition } => {
+                self.notice = Some(crate::text::publish_failed(&condition));
+                None
+            }
+            OmemoEvent::KeyTransport { from, .. } => Some(from),
+            // Published, Sent: nothing to show (acks and receipts tell the message's fate).
+            _ => None,
+        }
     }
 
     /// Forgets a request (approved or denied).
@@ -405,7 +607,12 @@ impl Store {
         None
     }
 
-    fn update_outgoing(&mut self, id: &str, f: impl Fn(DeliveryState) -> DeliveryState) {
+    /// Changes an outgoing message's state; returns its text.
+    fn update_outgoing(
+        &mut self,
+        id: &str,
+        f: impl Fn(DeliveryState) -> DeliveryState,
+    ) -> Option<String> {
         for conversation in self.conversations.values_mut() {
             if let Some(message) = conversation
                 .messages
@@ -414,15 +621,31 @@ impl Store {
                 .find(|m| m.direction == Direction::Outgoing && m.id.as_deref() == Some(id))
             {
                 message.state = f(message.state);
-                return;
+                return Some(message.body.clone());
             }
         }
+        None
     }
 
     fn on_message(&mut self, message: ChatMessage) {
-        let Some(body) = message.body.filter(|b| !b.is_empty()) else {
+        let body = message.body.clone();
+        self.add_message(message, body, false, None);
+    }
+
+    /// Adds a received message (or a carbon of one we sent elsewhere): the decrypted or plain
+    /// `body`, or the reason it could not be decrypted.
+    fn add_message(
+        &mut self,
+        message: ChatMessage,
+        body: Option<String>,
+        encrypted: bool,
+        error: Option<String>,
+    ) {
+        let body = body.filter(|b| !b.is_empty()).unwrap_or_default();
+        if body.is_empty() && error.is_none() {
             return;
-        };
+        }
+        let seq = self.next_seq();
         let peer = message.peer;
         let active = self.active.as_ref() == Some(&peer);
         let conversation = self.conversations.entry(peer.clone()).or_default();
@@ -448,12 +671,14 @@ impl Store {
                 id: message.id,
                 direction: message.direction,
                 body: body.clone(),
-                encrypted: false,
+                encrypted,
                 state: if incoming {
                     DeliveryState::Received
                 } else {
                     DeliveryState::Sent
                 },
+                error: error.clone(),
+                seq,
             },
         );
         if incoming {
@@ -462,7 +687,10 @@ impl Store {
                 .get(&peer)
                 .map(Contact::display_name)
                 .unwrap_or_else(|| peer.to_string());
-            self.announcement = crate::text::new_message(&name, &body);
+            self.announcement = match &error {
+                Some(_) => crate::text::new_undecryptable(&name),
+                None => crate::text::new_message(&name, &body),
+            };
             if !active {
                 if let Some(contact) = self.contacts.get_mut(&peer) {
                     contact.unread = contact.unread.saturating_add(1);
@@ -548,7 +776,7 @@ mod tests {
     fn message_states_and_unread() {
         let mut store = Store::signing_in(jid("me@x"));
         store.apply(Event::Roster(vec![item("bob@x", None, Subscription::Both)]));
-        store.sent(&jid("bob@x"), "m1".into(), "hi".into());
+        store.sent(&jid("bob@x"), "m1".into(), "hi".into(), true);
         store.apply(Event::MessageAcked { id: "m1".into() });
         let state = |s: &Store| s.conversations[&jid("bob@x")].messages[0].state;
         assert_eq!(state(&store), DeliveryState::Sent);
@@ -569,6 +797,115 @@ mod tests {
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
         store.apply(Event::Message(chat("bob@x/phone", "b2", "again")));
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
+    }
+
+    #[test]
+    fn lock_follows_the_device_list() {
+        let mut store = Store::signing_in(jid("me@x"));
+        assert_eq!(store.lock(&jid("bob@x")), Lock::Checking);
+        let changed = store.apply_omemo(OmemoEvent::DeviceList {
+            jid: jid("bob@x"),
+            devices: vec![7],
+        });
+        assert_eq!(changed, Some(jid("bob@x")));
+        assert_eq!(store.lock(&jid("bob@x")), Lock::Encrypted);
+        store.apply_omemo(OmemoEvent::DeviceList {
+            jid: jid("bob@x"),
+            devices: vec![],
+        });
+        assert_eq!(store.lock(&jid("bob@x")), Lock::Unavailable);
+    }
+
+    #[test]
+    fn a_contact_without_omemo_raises_the_plaintext_question() {
+        let mut store = Store::signing_in(jid("me@x"));
+        store.sent(&jid("carol@x"), "e1".into(), "secret".into(), true);
+        store.apply_omemo(OmemoEvent::SendFailed {
+            to: jid("carol@x"),
+            id: "e1".into(),
+            reason: SendError::NoDevices(jid("carol@x")),
+        });
+        assert_eq!(store.lock(&jid("carol@x")), Lock::Unavailable);
+        let messages = &store.conversations[&jid("carol@x")].messages;
+        assert_eq!(messages[0].state, DeliveryState::Failed);
+        assert_eq!(
+            store.plaintext_prompt,
+            Some(PlaintextPrompt {
+                peer: jid("carol@x"),
+                body: "secret".into(),
+                failed_id: Some("e1".into()),
+            })
+        );
+        // Declined: the failed attempt stays, nothing else happens.
+        let mut declined = store.clone();
+        assert!(declined.take_plaintext_prompt(false).is_some());
+        assert_eq!(declined.conversations[&jid("carol@x")].messages.len(), 1);
+        // Confirmed: the failed attempt gives way to the plaintext message the app sends.
+        let prompt = store.take_plaintext_prompt(true);
+        assert_eq!(prompt.map(|p| p.body), Some("secret".to_owned()));
+        assert!(store.conversations[&jid("carol@x")].messages.is_empty());
+        assert!(store.take_plaintext_prompt(true).is_none());
+    }
+
+    #[test]
+    fn decrypted_and_undecryptable_messages() {
+        let mut store = Store::signing_in(jid("me@x"));
+        store.apply(Event::Roster(vec![item("bob@x", None, Subscription::Both)]));
+        let fingerprint = sotto_omemo::fingerprint::Fingerprint::from_curve25519_public(&[1; 32]);
+        store.apply_omemo(OmemoEvent::Message {
+            message: chat("bob@x/phone", "b1", "decrypted"),
+            device: 9,
+            fingerprint,
+            trust: Trust::Blind,
+        });
+        let mut failed = chat(
+            "bob@x/phone",
+            "b2",
+            "I sent you an OMEMO encrypted message…",
+        );
+        failed.body = Some("fallback".into());
+        store.apply_omemo(OmemoEvent::DecryptionFailed {
+            message: failed,
+            device: Some(9),
+            reason: sotto_session::omemo::DecryptFailure::NotForThisDevice,
+        });
+        let messages = &store.conversations[&jid("bob@x")].messages;
+        assert_eq!(messages.len(), 2);
+        assert!(messages[0].encrypted && messages[0].error.is_none());
+        assert_eq!(messages[0].body, "decrypted");
+        // The failure is shown in place with its reason, never the server-readable fallback.
+        assert!(messages[1].error.is_some());
+        assert!(messages[1].body.is_empty());
+        assert_eq!(store.contacts[&jid("bob@x")].unread, 2);
+    }
+
+    #[test]
+    fn undecided_devices_warn_until_decided() {
+        let mut store = Store::signing_in(jid("me@x"));
+        let fingerprint = sotto_omemo::fingerprint::Fingerprint::from_curve25519_public(&[2; 32]);
+        store.apply_omemo(OmemoEvent::NewDevice {
+            jid: jid("bob@x"),
+            device: 5,
+            fingerprint,
+            trust: Trust::Blind,
+        });
+        assert!(store.trust_alerts.is_empty());
+        store.apply_omemo(OmemoEvent::NewDevice {
+            jid: jid("bob@x"),
+            device: 6,
+            fingerprint,
+            trust: Trust::Undecided,
+        });
+        assert_eq!(store.trust_alerts, vec![(jid("bob@x"), 6)]);
+        let view = |trust| DeviceView {
+            id: 6,
+            fingerprint: Some(fingerprint.to_string()),
+            trust: Some(trust),
+        };
+        store.set_devices(jid("bob@x"), vec![view(Trust::Undecided)]);
+        assert_eq!(store.trust_alerts.len(), 1);
+        store.set_devices(jid("bob@x"), vec![view(Trust::Verified)]);
+        assert!(store.trust_alerts.is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Every string the user sees, in one place, ready for translation.
 
+use sotto_session::omemo::{DecryptFailure, SendError, Trust};
 use sotto_session::{LoginError, StreamError};
 
 use crate::driver::Ended;
@@ -69,10 +70,106 @@ pub const CHAT_SEND: &str = "Send";
 pub const CHAT_NO_MESSAGES: &str = "No messages yet. Say hello!";
 pub const CHAT_TYPING: &str = "is typing…";
 pub const CHAT_LOG_LABEL: &str = "Messages";
-pub const LOCK_NOT_E2E: &str = "Not end-to-end encrypted yet";
-pub const LOCK_NOT_E2E_HINT: &str =
-    "Messages are protected on the way to the server, which can read them. \
-     End-to-end encryption (OMEMO) comes in the next release.";
+pub const LOCK_E2E: &str = "End-to-end encrypted";
+pub const LOCK_E2E_HINT: &str =
+    "Messages are encrypted on this device for the contact's devices and your own (OMEMO). \
+     The server cannot read them.";
+pub const LOCK_CHECKING: &str = "Checking encryption…";
+pub const LOCK_CHECKING_HINT: &str =
+    "Looking up the contact's encryption keys. Messages are sent encrypted.";
+pub const LOCK_UNAVAILABLE: &str = "Not encrypted";
+pub const LOCK_UNAVAILABLE_HINT: &str =
+    "This contact's app does not publish OMEMO keys, so messages cannot be end-to-end \
+     encrypted. You will be asked before anything is sent unencrypted.";
+pub const MESSAGE_NOT_E2E: &str = "Not encrypted";
+pub const DECRYPT_ERROR_PREFIX: &str = "This message could not be decrypted:";
+
+pub const PLAINTEXT_TITLE: &str = "Send without encryption?";
+pub const PLAINTEXT_CONFIRM: &str = "Send unencrypted";
+pub const PLAINTEXT_CANCEL: &str = "Don't send";
+
+pub const TRUST_OPEN: &str = "Security";
+pub const TRUST_TITLE: &str = "Security and keys";
+pub const TRUST_CLOSE: &str = "Close";
+pub const TRUST_OWN_HEADING: &str = "This device";
+pub const TRUST_OWN_HINT: &str =
+    "Compare this fingerprint with what your contacts see for you, or let them scan the code.";
+pub const TRUST_OWN_PENDING: &str = "Your keys are being published…";
+pub const TRUST_QR_LABEL: &str = "QR code of your address and fingerprint";
+pub const TRUST_DEVICE_ID: &str = "Device";
+pub const TRUST_OWN_OTHERS: &str = "Your other devices";
+pub const TRUST_NO_DEVICES: &str = "No OMEMO devices.";
+pub const TRUST_UNKNOWN_KEY: &str = "Key not seen yet";
+pub const TRUST_VERIFY: &str = "Verify";
+pub const TRUST_DISTRUST: &str = "Distrust";
+pub const TRUST_ACCEPT: &str = "Trust";
+pub const TRUST_REVIEW: &str = "Review";
+pub const TRUST_NO_CHAT: &str = "Open a conversation to see that contact's devices here.";
+
+/// The heading of a contact's devices.
+pub fn contact_devices(name: &str) -> String {
+    format!("Devices of {name}")
+}
+
+/// The word for a trust level.
+pub fn trust(t: Option<Trust>) -> &'static str {
+    match t {
+        Some(Trust::Blind) => "Trusted (not verified)",
+        Some(Trust::Verified) => "Verified",
+        Some(Trust::Undecided) => "New: needs your decision",
+        Some(Trust::Distrusted) => "Distrusted",
+        None => "Unknown",
+    }
+}
+
+/// The warning for a new, unverified device of a contact whose devices we verified.
+pub fn new_device_warning(who: &str) -> String {
+    format!(
+        "{who} has a new device that you have not verified. Nothing is encrypted to it \
+         until you decide."
+    )
+}
+
+/// The question before sending unencrypted.
+pub fn plaintext_question(who: &str) -> String {
+    format!(
+        "{who} has no device that can receive end-to-end encrypted messages (OMEMO). If you send \
+         this message anyway, the servers on the way can read it."
+    )
+}
+
+/// Why a message could not be decrypted, in words.
+pub fn decrypt_failure(reason: &DecryptFailure) -> String {
+    match reason {
+        DecryptFailure::NotForThisDevice => {
+            "it was not encrypted for this device (sent before this device existed, or the \
+             sender does not trust it)"
+                .into()
+        }
+        DecryptFailure::NoSession => {
+            "this device has no session with the sender's device; a new one is being set up".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Why a message could not be sent encrypted, in words.
+pub fn send_error(e: &SendError) -> String {
+    match e {
+        SendError::NoUsableDevices(jid) => format!(
+            "A message was not sent: none of {jid}'s devices is trusted. Open Security to decide."
+        ),
+        other => format!("A message was not sent: {other}."),
+    }
+}
+
+/// Our keys could not be published.
+pub fn publish_failed(condition: &str) -> String {
+    format!(
+        "Your encryption keys could not be published ({condition}); contacts cannot write to \
+         you encrypted."
+    )
+}
 pub const YOU: &str = "You";
 pub const STATE_SENDING: &str = "Sending";
 pub const STATE_SENT: &str = "Sent";
@@ -143,6 +240,11 @@ pub fn message_error(condition: &str) -> String {
 /// The live-region line for a new message.
 pub fn new_message(from: &str, body: &str) -> String {
     format!("New message from {from}: {body}")
+}
+
+/// The live-region line for a message that could not be decrypted.
+pub fn new_undecryptable(from: &str) -> String {
+    format!("New message from {from} that could not be decrypted")
 }
 
 /// A contact's unread count, for screen readers.
