@@ -432,7 +432,10 @@ where
                             );
                         }
                         tracker.client_element(&info, text.as_str());
-                        let refused = if policy_active && tracker.bound() {
+                        // Every stanza, from the first: before the login completes the server
+                        // refuses stanzas anyway, and no login method (SASL2 with Bind 2, say)
+                        // can slip past a rule by not looking like the bind the tracker knows.
+                        let refused = if policy_active {
                             ctx.policy.check(tracker.account(), &info)
                         } else {
                             None

@@ -13,6 +13,8 @@ use crate::policy;
 use crate::xml::ElementInfo;
 
 const SASL_NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// XEP-0388 Extensible SASL Profile.
+const SASL2_NS: &str = "urn:xmpp:sasl:2";
 const BIND_NS: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 /// XEP-0198 stream management.
 pub const SM_NS: &str = "urn:xmpp:sm:3";
@@ -80,7 +82,14 @@ impl Tracker {
     pub fn client_element(&mut self, info: &ElementInfo, text: &str) {
         match (info.namespace.as_str(), info.local_name.as_str()) {
             (SASL_NS, "auth") => {
-                self.sasl_user = sasl_user(info.attr("mechanism").unwrap_or(""), text);
+                self.sasl_user = sasl_user(info.attr("mechanism").unwrap_or(""), text, "auth");
+            }
+            (SASL2_NS, "authenticate") => {
+                self.sasl_user = sasl_user(
+                    info.attr("mechanism").unwrap_or(""),
+                    text,
+                    "initial-response",
+                );
             }
             (SM_NS, "resume") => self.previd = info.attr("previd").map(str::to_owned),
             (_, "iq")
@@ -108,7 +117,17 @@ impl Tracker {
                 }
                 None
             }
-            (SASL_NS, "failure") => {
+            (SASL2_NS, "success") => {
+                // XEP-0388: the authorized JID; a full JID when Bind 2 bound a resource.
+                let jid = element_text(xml, "authorization-identifier")?;
+                self.set_full_jid(&jid);
+                if policy::resource_of(&jid).is_some() {
+                    self.bound = true;
+                    return Some(Milestone::Login);
+                }
+                None
+            }
+            (SASL_NS | SASL2_NS, "failure") => {
                 self.sasl_user = None;
                 None
             }
@@ -148,8 +167,8 @@ impl Tracker {
 
 /// The user name in a SASL initial response (SCRAM-*: `n=`; PLAIN: the authentication
 /// identity). Everything else in the response, including PLAIN's password, is dropped here.
-fn sasl_user(mechanism: &str, auth: &str) -> Option<String> {
-    let payload = element_text(auth, "auth")?;
+fn sasl_user(mechanism: &str, auth: &str, element: &str) -> Option<String> {
+    let payload = element_text(auth, element)?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(payload.trim())
         .ok()?;
@@ -277,10 +296,33 @@ mod tests {
     }
 
     #[test]
+    fn sasl2_with_bind2() {
+        let mut t = Tracker::default();
+        let auth = format!(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'><initial-response>{}</initial-response><bind xmlns='urn:xmpp:bind:0'/></authenticate>",
+            b64(b"n,,n=carol,r=xyz")
+        );
+        t.client_element(&info(&auth), &auth);
+        assert_eq!(t.sasl_user.as_deref(), Some("carol"));
+        let success = "<success xmlns='urn:xmpp:sasl:2'><additional-data>dj1x</additional-data><authorization-identifier>carol@example.org/tablet</authorization-identifier><bound xmlns='urn:xmpp:bind:0'/></success>";
+        assert_eq!(
+            t.server_element(&info(success), success, "example.org"),
+            Some(Milestone::Login)
+        );
+        assert_eq!(t.full_jid().as_deref(), Some("carol@example.org/tablet"));
+    }
+
+    #[test]
     fn odd_input_is_ignored() {
-        assert_eq!(sasl_user("PLAIN", "<auth xmlns='x'>!!!</auth>"), None);
-        assert_eq!(sasl_user("SCRAM-SHA-1", "<auth xmlns='x'/>"), None);
-        assert_eq!(sasl_user("EXTERNAL", "<auth xmlns='x'>PQ==</auth>"), None);
+        assert_eq!(
+            sasl_user("PLAIN", "<auth xmlns='x'>!!!</auth>", "auth"),
+            None
+        );
+        assert_eq!(sasl_user("SCRAM-SHA-1", "<auth xmlns='x'/>", "auth"), None);
+        assert_eq!(
+            sasl_user("EXTERNAL", "<auth xmlns='x'>PQ==</auth>", "auth"),
+            None
+        );
         assert_eq!(element_text("<iq><jids>x</jids></iq>", "jid"), None);
         assert_eq!(element_text("<iq><jid/></iq>", "jid"), None);
         assert_eq!(
