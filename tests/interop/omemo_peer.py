@@ -48,6 +48,7 @@ OMEMO = os.environ.get("PEER_OMEMO", "1") == "1"
 OLDMEMO_NS = "eu.siacs.conversations.axolotl"
 
 if OMEMO:
+    from omemo.session_manager import NoEligibleDevices
     from omemo.storage import Just, Maybe, Nothing, Storage
     from omemo.types import DeviceInformation, JSONType
     from slixmpp.plugins import register_plugin  # type: ignore[attr-defined]
@@ -213,7 +214,13 @@ class Peer(ClientXMPP):
         message = self.make_message(mto=JID(to), mtype="chat")
         message["body"] = body
         xep_0384 = self.plugin["xep_0384"]
-        encrypted, errors = await xep_0384.encrypt_message(message, JID(to))
+        try:
+            encrypted, errors = await xep_0384.encrypt_message(message, JID(to))
+        except NoEligibleDevices:
+            # The device list that PEP pushes after a new subscription may not be here yet:
+            # fetch it like a client does when a chat opens, then try once more.
+            await xep_0384.refresh_device_lists({JID(to)}, force_download=True)
+            encrypted, errors = await xep_0384.encrypt_message(message, JID(to))
         if errors:
             emit("warning", message=f"non-critical encryption errors: {len(errors)}")
         if encrypted is None:
@@ -287,7 +294,7 @@ class Peer(ClientXMPP):
 async def main() -> int:
     log_file = os.environ.get("PEER_LOG")
     logging.basicConfig(
-        level=logging.WARNING,
+        level=getattr(logging, os.environ.get("PEER_LOG_LEVEL", "WARNING")),
         filename=log_file if log_file else None,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )

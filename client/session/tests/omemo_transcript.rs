@@ -391,6 +391,15 @@ fn own_other_device_gets_a_copy_and_reads_it() {
     world.deliver("alice@localhost", &carbon);
     world.run();
     let tablet = world.clients[a2].take();
+    // Key transports that are not for the tablet (bob completing his session with the laptop)
+    // and the tablet's own key transport to the laptop, which the server delivers back to it,
+    // are nothing to report.
+    assert!(
+        !tablet
+            .iter()
+            .any(|e| matches!(e, OmemoEvent::DecryptionFailed { .. })),
+        "{tablet:?}"
+    );
     assert_eq!(
         decrypted(&tablet)
             .into_iter()
@@ -729,4 +738,113 @@ mod no_panic {
             );
         }
     }
+}
+
+/// [`flip_key_byte`] for messages with a body only (key transports pass untouched).
+fn flip_key_byte_of_payload_messages(frame: &str) -> String {
+    if frame.contains("<payload") {
+        flip_key_byte(frame)
+    } else {
+        frame.to_owned()
+    }
+}
+
+#[test]
+fn heartbeat_after_many_one_sided_messages() {
+    let (mut world, a, b) = two();
+    send(&mut world, a, "bob@localhost", "hello");
+    world.clients[a].take();
+    assert_eq!(decrypted(&world.clients[b].take()).len(), 1);
+    let key_transports = |events: &[OmemoEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, OmemoEvent::KeyTransport { .. }))
+            .count()
+    };
+    // bob completed the session when he read the prekey message; now alice writes alone.
+    for i in 1..sotto_session::omemo::HEARTBEAT_AFTER {
+        send(&mut world, a, "bob@localhost", &format!("one-sided {i}"));
+    }
+    assert_eq!(key_transports(&world.clients[a].take()), 0);
+    send(&mut world, a, "bob@localhost", "the 53rd");
+    assert_eq!(
+        key_transports(&world.clients[a].take()),
+        1,
+        "bob's heartbeat after {} unanswered messages",
+        sotto_session::omemo::HEARTBEAT_AFTER
+    );
+    // The count starts over after the heartbeat; an answer resets it too.
+    for i in 0..10 {
+        send(&mut world, a, "bob@localhost", &format!("more {i}"));
+    }
+    send(&mut world, b, "alice@localhost", "an answer");
+    for i in 0..(sotto_session::omemo::HEARTBEAT_AFTER - 1) {
+        send(&mut world, a, "bob@localhost", &format!("again {i}"));
+    }
+    assert_eq!(key_transports(&world.clients[a].take()), 0);
+    assert_eq!(
+        decrypted(&world.clients[b].take()).len(),
+        1 + 10 + sotto_session::omemo::HEARTBEAT_AFTER as usize + 51
+    );
+}
+
+#[test]
+fn a_session_that_stops_verifying_is_repaired_once_until_it_works_again() {
+    let (mut world, a, b) = two();
+    send(&mut world, a, "bob@localhost", "one");
+    send(&mut world, b, "alice@localhost", "two");
+    world.clients[a].take();
+    world.clients[b].take();
+    let repairs = |world: &World| {
+        world
+            .wire
+            .iter()
+            .filter(|f| f.contains("bundles:") && f.contains("<items"))
+            .count()
+    };
+    let before = repairs(&world);
+    // Two messages whose MAC fails, arriving together: one repair (a bundle fetch and a
+    // prekey message), not two.
+    world.tamper = Some(flip_key_byte_of_payload_messages);
+    let c = &mut world.clients[a];
+    for body in ["broken 1", "broken 2"] {
+        c.omemo
+            .send_encrypted(&mut c.session, &jid("bob@localhost"), body)
+            .unwrap();
+    }
+    world.run();
+    world.tamper = None;
+    let events = world.clients[b].take();
+    let failures: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            OmemoEvent::DecryptionFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 2, "{events:?}");
+    assert!(
+        failures.iter().all(DecryptFailure::calls_for_repair),
+        "{failures:?}"
+    );
+    assert_eq!(repairs(&world) - before, 1);
+    // alice took bob's new session; her next message reads, which re-arms the repair.
+    assert!(world.clients[a]
+        .take()
+        .iter()
+        .any(|e| matches!(e, OmemoEvent::KeyTransport { .. })));
+    send(&mut world, a, "bob@localhost", "works again");
+    assert_eq!(
+        decrypted(&world.clients[b].take())
+            .into_iter()
+            .map(|d| d.0)
+            .collect::<Vec<_>>(),
+        vec!["works again"]
+    );
+    world.tamper = Some(flip_key_byte_of_payload_messages);
+    send(&mut world, a, "bob@localhost", "broken 3");
+    world.tamper = None;
+    assert_eq!(repairs(&world) - before, 2);
+    // Duplicates and other devices' messages are not reasons to repair.
+    assert!(!DecryptFailure::NotForThisDevice.calls_for_repair());
 }

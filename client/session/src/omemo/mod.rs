@@ -33,11 +33,23 @@
 //! Persistence is the caller's: the [`Account`] pickle plus [`Omemo::export_devices`] /
 //! [`Omemo::import_device`] (identities, trust, sessions); device lists are fetched afresh.
 //!
+//! # Session upkeep
+//!
+//! - *Completion*: after accepting a prekey message we answer with an empty (key-transport)
+//!   message, like Conversations' `completeSession`.
+//! - *Heartbeat*: after [`HEARTBEAT_AFTER`] messages received from a device without our
+//!   sending it anything, we send it an empty message so that its ratchet advances (the
+//!   number python-omemo and Conversations use).
+//! - *Repair*: a message from a device that we have no session with, whose MAC does not verify
+//!   or whose prekey message cannot start a session makes us build a fresh session from the
+//!   device's bundle and announce it with an empty prekey message, so that the device's next
+//!   messages reach us. At most one repair per device is outstanding: the next one is allowed
+//!   only after a message from that device decrypted again (no clock needed, and garbage cannot
+//!   make us fetch bundles in a loop).
+//!
 //! # Not done
 //!
-//! Repair after a session that exists but no longer decrypts (only a *missing* session is
-//! repaired, once per device), heartbeats after many one-sided messages, MAM catch-up before
-//! deleting used prekeys, OMEMO 2.
+//! MAM catch-up before deleting used prekeys, OMEMO 2.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -64,6 +76,9 @@ pub mod xml;
 
 pub use xml::XmlError;
 
+/// The OMEMO cryptography crate (accounts, pickles, fingerprints), for callers that store state.
+pub use sotto_omemo as crypto;
+
 /// Most contacts whose device lists are kept.
 pub const MAX_TRACKED_CONTACTS: usize = 1000;
 /// Most ratchet sessions kept.
@@ -76,8 +91,11 @@ pub const MAX_QUEUED: usize = 100;
 pub const MAX_REQUESTS: usize = 256;
 /// Replenish one-time prekeys when fewer than this many remain unused.
 pub const PRE_KEY_REFILL_THRESHOLD: usize = 80;
-/// Most devices we repair a session with (once each) over the manager's life.
+/// Most devices with a repair outstanding at once.
 pub const MAX_REPAIRS: usize = 256;
+/// Send an empty message to a device after this many messages received from it without
+/// sending it anything (XEP-0384 v0.8 §7.2: 53, as python-omemo and Conversations).
+pub const HEARTBEAT_AFTER: u32 = 53;
 
 /// The publish options of both OMEMO nodes: readable by anyone (XEP-0384 v0.3 §4.2–4.3).
 const PUBLISH_OPTIONS: &[(&str, &str)] = &[
@@ -152,6 +170,29 @@ pub enum DecryptFailure {
     /// We keep too many sessions to start another one.
     #[error("too many OMEMO sessions")]
     TooManySessions,
+}
+
+impl DecryptFailure {
+    /// Whether the failure suggests that our session with the sender is missing or broken, so
+    /// that a fresh session should be offered to it (not for duplicates, garbage or messages
+    /// that were never meant for us).
+    pub fn calls_for_repair(&self) -> bool {
+        match self {
+            Self::NoSession => true,
+            Self::Decryption(e) | Self::Inbound(InboundSessionError::Decryption(e)) => matches!(
+                e,
+                DecryptionError::InvalidMac
+                    | DecryptionError::InvalidCiphertext
+                    | DecryptionError::SessionMismatch
+                    | DecryptionError::ChainExhausted
+            ),
+            Self::Inbound(
+                InboundSessionError::UnknownOneTimePreKey(_)
+                | InboundSessionError::UnknownSignedPreKey(_),
+            ) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Why a message could not be sent encrypted.
@@ -339,8 +380,11 @@ pub struct Omemo {
     /// Devices whose messages arrived without a session: a new session is being built and
     /// announced with a key-transport message.
     repairing: HashSet<(BareJid, u32)>,
-    /// Devices already repaired once (never again, so garbage cannot make us fetch forever).
+    /// Devices repaired since their last message that decrypted (not repaired again before
+    /// one does, so garbage cannot make us fetch forever).
     repaired: HashSet<(BareJid, u32)>,
+    /// Messages received per device since we last sent it one (for heartbeats).
+    unanswered: HashMap<(BareJid, u32), u32>,
 }
 
 impl core::fmt::Debug for Omemo {
@@ -387,6 +431,7 @@ impl Omemo {
             next_id: 0,
             repairing: HashSet::new(),
             repaired: HashSet::new(),
+            unanswered: HashMap::new(),
         }
     }
 
@@ -950,6 +995,7 @@ impl Omemo {
                 continue;
             };
             let message = ratchet.encrypt(body.key_material.as_bytes())?;
+            self.unanswered.remove(key);
             keys.push(xml::KeyElement {
                 rid: key.1,
                 prekey: message.is_prekey(),
@@ -982,6 +1028,7 @@ impl Omemo {
         let Ok(message) = ratchet.encrypt(transport.as_bytes()) else {
             return;
         };
+        self.unanswered.remove(&(jid.clone(), device));
         let mut iv = [0u8; payload::IV_LENGTH];
         self.rng.fill_bytes(&mut iv);
         let element = xml::EncryptedElement {
@@ -1010,6 +1057,11 @@ impl Omemo {
         };
         let sender = message.from.to_bare();
         let device = parsed.sid;
+        if sender == self.own && device == self.device_id && parsed.payload.is_none() {
+            // Our own key-transport message to our other devices, which the server also
+            // delivers back to us (it is addressed to our bare JID): nothing to read or report.
+            return;
+        }
         match self.decrypt(&sender, &parsed) {
             Ok(Decrypted {
                 plaintext,
@@ -1054,6 +1106,10 @@ impl Omemo {
                         device,
                     }),
                 }
+                let slot = (sender.clone(), device);
+                // The device reaches us again: a later breakage may be repaired again.
+                self.repaired.remove(&slot);
+                let unanswered = self.unanswered.get(&slot).copied().unwrap_or(0) + 1;
                 if fresh_session {
                     // Complete the session (Conversations' `completeSession`) and replace the
                     // used prekey.
@@ -1065,10 +1121,19 @@ impl Omemo {
                         self.account.remove_consumed_one_time_pre_keys();
                     }
                     self.publish_bundle(session);
+                } else if unanswered >= HEARTBEAT_AFTER {
+                    // Heartbeat: let the device's ratchet advance.
+                    self.send_key_transport(session, &sender, device);
+                } else if self.sessions.contains_key(&slot) {
+                    self.unanswered.insert(slot, unanswered);
                 }
             }
+            Err(DecryptFailure::NotForThisDevice) if parsed.payload.is_none() => {
+                // A key transport for another of our devices (e.g. a contact completing its
+                // session with it): nothing for the user to see.
+            }
             Err(reason) => {
-                if reason == DecryptFailure::NoSession {
+                if reason.calls_for_repair() {
                     self.repair(session, &sender, device);
                 }
                 self.fail(message, Some(device), reason);
@@ -1076,9 +1141,10 @@ impl Omemo {
         }
     }
 
-    /// A device sent a normal message but we have no session (we lost our state): build a
-    /// new one from its bundle and announce it with a key-transport (prekey) message, so its
-    /// next messages reach us. Once per device.
+    /// A device sent a message that our session cannot read (we lost our state, or the
+    /// sessions diverged): build a new one from its bundle and announce it with a key-transport
+    /// (prekey) message, so its next messages reach us. Once per device until a message from
+    /// it decrypts again.
     fn repair(&mut self, session: &mut Session, jid: &BareJid, device: u32) {
         let key = (jid.clone(), device);
         if self.repaired.contains(&key)
