@@ -129,6 +129,14 @@ def emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
+def fingerprint(ed25519_identity: bytes) -> str:
+    """The fingerprint Conversations and Gajim show for OMEMO 0.3: the identity key in its
+    Curve25519 form, hex (python-omemo keeps identities in Ed25519 form)."""
+    import xeddsa  # pylint: disable=import-outside-toplevel
+
+    return xeddsa.ed25519_pub_to_curve25519_pub(ed25519_identity).hex()
+
+
 def flip_bit_b64(text: str, index: int) -> str:
     raw = bytearray(base64.b64decode(text))
     if raw:
@@ -171,7 +179,7 @@ class Peer(ClientXMPP):
             "ready",
             jid=str(self.boundjid),
             device=own.device_id,
-            fingerprint=own.identity_key.hex(),
+            fingerprint=fingerprint(own.identity_key),
         )
         self.ready.set()
 
@@ -259,13 +267,12 @@ class Peer(ClientXMPP):
             session_manager = await self.plugin["xep_0384"].get_session_manager()
             await session_manager.refresh_device_list(OLDMEMO_NS, JID(cmd["jid"]).bare)
             devices = await session_manager.get_device_information(JID(cmd["jid"]).bare)
+            active = [d for d in devices if (OLDMEMO_NS, True) in d.active]
             emit(
                 "devices",
                 jid=JID(cmd["jid"]).bare,
-                devices=sorted(
-                    d.device_id for d in devices
-                    if (OLDMEMO_NS, True) in d.active
-                ),
+                devices=sorted(d.device_id for d in active),
+                fingerprints={str(d.device_id): fingerprint(d.identity_key) for d in active},
             )
         elif kind == "set_device_list":
             from slixmpp.xmlstream import ET  # pylint: disable=import-outside-toplevel

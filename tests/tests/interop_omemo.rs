@@ -280,7 +280,7 @@ async fn we_start_the_session_and_slixmpp_omemo_reads_and_answers() -> Result<()
     assert_eq!(body, "interop secret two: slixmpp answers");
     assert_eq!(device, bob.device());
     assert_eq!(trust, Trust::Blind);
-    let fingerprint = alice
+    let fingerprint: String = alice
         .omemo
         .devices(&jid("bob@localhost"))
         .into_iter()
@@ -288,11 +288,20 @@ async fn we_start_the_session_and_slixmpp_omemo_reads_and_answers() -> Result<()
         .and_then(|d| d.fingerprint)
         .map(|f| f.to_string().replace(' ', ""))
         .unwrap_or_default();
-    let theirs = bob.ready["fingerprint"].as_str().unwrap_or_default();
-    // python-omemo reports the Ed25519 form of its identity; ours is the Curve25519 form that
-    // Conversations shows. Both are 32 bytes.
-    assert_eq!(fingerprint.len(), 64, "{fingerprint}");
-    assert_eq!(theirs.len(), 64, "{theirs}");
+    // Both sides show the same fingerprints (the Curve25519 form Conversations shows).
+    assert_eq!(
+        fingerprint,
+        bob.ready["fingerprint"].as_str().unwrap_or_default()
+    );
+    bob.command(json!({"cmd": "devices", "jid": "alice@localhost"}))
+        .await?;
+    let seen = bob.expect("devices", |_| true).await?;
+    let ours = alice.omemo.fingerprint().to_string().replace(' ', "");
+    assert_eq!(
+        seen["fingerprints"][alice.omemo.device_id().to_string()],
+        ours.as_str(),
+        "{seen}"
+    );
 
     // A few more both ways, out of step.
     for i in 0..3 {
@@ -689,6 +698,29 @@ async fn broken_messages_show_a_reason_and_broken_sessions_are_repaired() -> Res
         .expect_decrypted("the message after the repair")
         .await?;
     assert_eq!(body, "interop secret: readable again");
+
+    // python-omemo's own repair (`replace_sessions`): a new session announced by an empty
+    // prekey message, which we accept in place of ours and complete.
+    bob.command(json!({"cmd": "replace_sessions", "jid": "alice@localhost"}))
+        .await?;
+    let (done, ()) = tokio::join!(
+        bob.expect("done", |_| true),
+        alice.pump(Duration::from_secs(3))
+    );
+    done?;
+    alice.expect_key_transport(bob.device()).await?;
+    bob.expect("key_transport", |_| true).await?;
+    alice
+        .send("bob@localhost", "interop secret: on their new session")
+        .await?;
+    let got = bob.expect("message", |_| true).await?;
+    assert_eq!(body_of(&got), "interop secret: on their new session");
+    bob.send("alice@localhost", "interop secret: and back")
+        .await?;
+    let (body, _, _) = alice
+        .expect_decrypted("bob's message on his new session")
+        .await?;
+    assert_eq!(body, "interop secret: and back");
 
     bob.quit().await?;
     alice.client.close().await?;
