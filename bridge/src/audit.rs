@@ -497,6 +497,27 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, _rx) = sync_channel(1);
+        let audit = Audit {
+            tx: Some(tx),
+            log_ip: false,
+            stats: Arc::default(),
+            resumable: Mutex::default(),
+        };
+        for _ in 0..3 {
+            audit.record(Event::Logout {
+                account: "a@example.org",
+                resource: None,
+                how: "close",
+            });
+        }
+        assert!(audit
+            .render_metrics()
+            .contains("sotto_bridge_audit_lines_dropped_total 2"));
+    }
+
+    #[test]
     fn disabled_records_nothing() {
         let audit = Audit::start(&AuditConfig::default()).unwrap();
         assert!(!audit.enabled());

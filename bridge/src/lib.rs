@@ -2,7 +2,9 @@
 //! to the XMPP servers its configuration names, over ordinary TCP with TLS (RFC 6120).
 //!
 //! What it does not do: take part in authentication (SASL passes through), store anything, log
-//! JIDs, addresses or content, or connect anywhere its configuration does not name.
+//! JIDs, addresses or content, or connect anywhere its configuration does not name. An
+//! organisation may add a policy on routing (`policy`) and an audit log of use (`audit`), which
+//! record account names but never content.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {

@@ -64,7 +64,7 @@ impl Rule {
                 "Your organisation requires end-to-end encryption: this message was not sent because it was not encrypted."
             }
             Rule::UploadService => "Your organisation does not allow uploads to this service.",
-            Rule::UploadSize => "This file is larger than your organisation allows.",
+            Rule::UploadSize => "Your organisation does not allow files this large.",
         }
     }
 }
@@ -229,10 +229,12 @@ impl Policy {
         }
         // 3. End-to-end encryption: a body needs an OMEMO element beside it.
         if require_e2e && stanza == "message" && kind != "error" {
+            // A body is a child in the stanza's own namespace (`jabber:client`), which is what
+            // the server treats as the message's body.
             let has_body = info
                 .children
                 .iter()
-                .any(|(ns, name)| name == "body" && ns == xml::JABBER_CLIENT_NS);
+                .any(|(ns, name)| name == "body" && *ns == info.namespace);
             let encrypted = info.children.iter().any(|(ns, name)| {
                 name == "encrypted" && (ns == OMEMO_LEGACY_NS || ns == OMEMO_2_NS)
             });
@@ -486,6 +488,44 @@ mod tests {
             error.contains("from='alice@example.org' to='alice@example.org/phone'"),
             "{error}"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_element_is_checked_without_panic(
+            name in "(message|presence|iq|r|a)",
+            to in "[a-zA-Z0-9@./ -]{0,40}",
+            kind in "(chat|error|result|get|set|subscribe|unavailable|x)",
+            children in proptest::collection::vec(
+                ("(body|encrypted|request|x)", "(jabber:client|eu.siacs.conversations.axolotl|urn:xmpp:omemo:2|urn:xmpp:http:upload:0|urn:x)", "[0-9a-z]{0,6}"),
+                0..4,
+            ),
+        ) {
+            let kids: String = children
+                .iter()
+                .map(|(n, ns, size)| format!("<{n} xmlns='{ns}' size='{size}'/>"))
+                .collect();
+            let frame = format!(
+                "<{name} xmlns='jabber:client' to='{}' type='{kind}' id='i'>{kids}</{name}>",
+                xml::escape_attr(&to)
+            );
+            let Ok(ClientFrame::Element(info)) = parse_client_frame(&frame, &XmlLimits::default()) else {
+                return Ok(());
+            };
+            let p = policy(|c| {
+                c.allowed_domains = vec!["example.org".into()];
+                c.require_e2e = true;
+                c.upload_service = Some("upload.example.org".into());
+                c.max_upload_bytes = Some(100);
+            });
+            if let Some(refused) = p.check(Some(ME), &info) {
+                let error = error_stanza(&info, Some("alice@example.org/r"), refused.rule);
+                proptest::prop_assert!(matches!(
+                    parse_client_frame(&error, &XmlLimits::default()),
+                    Ok(ClientFrame::Element(_))
+                ));
+            }
+        }
     }
 
     #[test]

@@ -312,6 +312,15 @@ mod tests {
         assert_eq!(t.full_jid().as_deref(), Some("carol@example.org/tablet"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(xml in "\\PC{0,80}", local in "[a-z<>/ ]{0,6}") {
+            let _ = element_text(&xml, &local);
+            let _ = sasl_user("SCRAM-SHA-1", &xml, "auth");
+            let _ = sasl_user("PLAIN", &xml, "auth");
+        }
+    }
+
     #[test]
     fn odd_input_is_ignored() {
         assert_eq!(

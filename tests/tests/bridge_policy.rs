@@ -377,3 +377,55 @@ async fn group_rules_apply_to_members_only() -> Result<()> {
     bridge.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upload_rules_refuse_other_services_and_large_files() -> Result<()> {
+    let prosody = Prosody::for_test("policy-upload", &["alice"])?;
+    let bridge = BridgeFixture::start(
+        &prosody,
+        None,
+        "[policy]\nupload_service = \"upload.localhost\"\nmax_upload_bytes = 1000\n",
+    )
+    .await?;
+    let mut alice = Counted::login(&bridge, "alice", "a1").await?;
+    let request = |id: &str, to: &str, size: u64| {
+        format!(
+            "<iq xmlns='jabber:client' type='get' id='{id}' to='{to}'><request xmlns='urn:xmpp:http:upload:0' filename='report.pdf' size='{size}' content-type='application/pdf'/></iq>"
+        )
+    };
+    alice
+        .send(&request("u1", "files.elsewhere.example", 10))
+        .await?;
+    assert_refusal(
+        &alice.recv_until("id='u1'").await?,
+        "iq",
+        "u1",
+        "files.elsewhere.example",
+    );
+    alice.send(&request("u2", "upload.localhost", 5000)).await?;
+    let too_big = alice.recv_until("id='u2'").await?;
+    assert_refusal(&too_big, "iq", "u2", "upload.localhost");
+    assert!(too_big.contains("files this large"), "{too_big}");
+    // Within the rules the request reaches Prosody, which has no upload service in this
+    // fixture and answers with its own error.
+    alice.send(&request("u3", "upload.localhost", 999)).await?;
+    let relayed = alice.recv_until("id='u3'").await?;
+    assert!(!relayed.contains("Your organisation"), "{relayed}");
+    let metrics = get(bridge.addr(), "/metrics").await?.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "sotto_bridge_policy_refusals_total{rule=\"upload_service\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "sotto_bridge_policy_refusals_total{rule=\"upload_size\"}"
+        ),
+        1
+    );
+    bridge.stop().await?;
+    Ok(())
+}
