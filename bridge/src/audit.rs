@@ -58,8 +58,8 @@ pub enum Event<'a> {
         /// The resource.
         resource: Option<&'a str>,
         /// `close` (the client logged out), `connection_lost` (the server keeps the session
-        /// resumable for a while), `server` (the server ended it), `error` (a stream error) or
-        /// `shutdown` (the bridge stopped; resumable).
+        /// resumable for a while), `server` (the server ended it), `idle` (the idle timeout;
+        /// resumable), `error` (a stream error) or `shutdown` (the bridge stopped; resumable).
         how: &'a str,
     },
     /// A stanza was refused by the policy.

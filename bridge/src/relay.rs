@@ -633,6 +633,7 @@ where
                 End::ClientVanished | End::ClientUnresponsive | End::UpstreamLost => {
                     "connection_lost"
                 }
+                End::StreamError(_, _, Refusal::Idle) => "idle",
                 End::StreamError(..) => "error",
                 End::Shutdown => "shutdown",
             };
