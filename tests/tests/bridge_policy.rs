@@ -429,3 +429,156 @@ async fn upload_rules_refuse_other_services_and_large_files() -> Result<()> {
     bridge.stop().await?;
     Ok(())
 }
+
+mod core {
+    //! The same through Sotto's own session core (sotto-session's native driver): refusals
+    //! arrive as `MessageError { condition: "not-allowed" }` for the right message, and a
+    //! dropped connection with a resumption re-sends exactly what the server has not counted —
+    //! nothing refused turns up anywhere, nothing is duplicated.
+
+    use std::time::Duration;
+
+    use anyhow::{Context, Result};
+    use sotto_session::native::Client;
+    use sotto_session::{BareJid, Config, Direction, Event};
+    use sotto_tests::bridge::BridgeFixture;
+    use sotto_tests::prosody::Prosody;
+
+    const STEP: Duration = Duration::from_secs(10);
+
+    fn jid(s: &str) -> BareJid {
+        s.parse().unwrap()
+    }
+
+    async fn login(bridge: &BridgeFixture, user: &str) -> Result<Client> {
+        let config = Config {
+            jid: jid(&format!("{user}@localhost")),
+            password: zeroize::Zeroizing::new(format!("{user}-pass")),
+            resource: Some("core".into()),
+            allow_plain: false,
+            service: None,
+        };
+        let mut client = Client::connect(&bridge.ws_url(), config, None).await?;
+        client
+            .wait_online(STEP)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(client)
+    }
+
+    async fn expect<T>(
+        client: &mut Client,
+        what: &str,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = client
+                .next_event_within(left)
+                .await
+                .with_context(|| format!("waiting for {what}"))?;
+            if let Some(found) = pick(&event) {
+                return Ok(found);
+            }
+        }
+    }
+
+    async fn events_for(client: &mut Client, duration: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + duration;
+        while let Ok(event) = client
+            .next_event_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            events.push(event);
+        }
+        events
+    }
+
+    fn errors_for(events: &[Event], id: &str) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::MessageError { id: Some(i), .. } if i == id))
+            .count()
+    }
+
+    fn bodies(events: &[Event], body: &str) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Message(m) if m.direction == Direction::Incoming && m.body.as_deref() == Some(body)))
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn session_core_sees_refusals_and_resumes_exactly() -> Result<()> {
+        let prosody = Prosody::for_test("policy-core", &["alice", "bob"])?;
+        let bridge = BridgeFixture::start(
+            &prosody,
+            None,
+            "[policy]\nallowed_domains = [\"localhost\"]\n",
+        )
+        .await?;
+        let mut bob = login(&bridge, "bob").await?;
+        let mut alice = login(&bridge, "alice").await?;
+        let eve = jid("eve@elsewhere.example");
+        let bob_jid = jid("bob@localhost");
+
+        let out1 = alice.session().send_chat(&eve, "core-outside-1")?;
+        let condition = expect(&mut alice, "the refusal", |e| match e {
+            Event::MessageError {
+                id: Some(id),
+                condition,
+            } if *id == out1 => Some(condition.clone()),
+            _ => None,
+        })
+        .await?;
+        assert_eq!(condition, "not-allowed");
+        let in1 = alice.session().send_chat(&bob_jid, "core-inside-1")?;
+        expect(&mut alice, "server ack", |e| {
+            matches!(e, Event::MessageAcked { id } if *id == in1).then_some(())
+        })
+        .await?;
+        expect(&mut bob, "the allowed message", |e| {
+            matches!(e, Event::Message(m) if m.body.as_deref() == Some("core-inside-1"))
+                .then_some(())
+        })
+        .await?;
+        let _ = events_for(&mut alice, Duration::from_millis(500)).await;
+        assert!(alice.session().is_resumable());
+
+        // Offline: one refused and one allowed message wait in the session; after the
+        // resumption each is sent once.
+        alice.drop_connection();
+        let out2 = alice.session().send_chat(&eve, "core-outside-2")?;
+        let in2 = alice.session().send_chat(&bob_jid, "core-inside-2")?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        alice.reconnect().await?;
+        let resumed = expect(&mut alice, "resumption", |e| match e {
+            Event::Online { resumed, .. } => Some(*resumed),
+            _ => None,
+        })
+        .await?;
+        assert!(resumed, "the session must resume across a refusal");
+        let events = events_for(&mut alice, Duration::from_secs(2)).await;
+        assert_eq!(errors_for(&events, &out2), 1, "{events:?}");
+        assert_eq!(errors_for(&events, &out1), 0, "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::MessageAcked { id } if *id == in2)),
+            "{events:?}"
+        );
+        let got = events_for(&mut bob, Duration::from_secs(2)).await;
+        assert_eq!(bodies(&got, "core-inside-2"), 1, "{got:?}");
+        assert_eq!(bodies(&got, "core-inside-1"), 0, "duplicate: {got:?}");
+        assert!(
+            !got.iter().any(|e| matches!(e, Event::Message(m) if m.body.as_deref().is_some_and(|b| b.starts_with("core-outside")))),
+            "{got:?}"
+        );
+        alice.close().await?;
+        bob.close().await?;
+        bridge.stop().await?;
+        Ok(())
+    }
+}
