@@ -24,6 +24,10 @@
 //! answer. If the connection drops between the ping and its answer, the server re-sends the
 //! pong after a resumption: the client receives an IQ result it never asked for (ignored) and
 //! no error for that one refusal; the refused stanza is still never delivered or duplicated.
+//! Because the server counts the stand-in, a client may see the refused stanza acknowledged
+//! (`<a h/>`) before or after its error: the error is what decides (our session core reports
+//! `MessageAcked` and then `MessageError`; `tests/tests/bridge_policy.rs` checks that a
+//! resumption afterwards re-sends exactly the stanzas the server has not counted).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
