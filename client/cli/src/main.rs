@@ -228,6 +228,8 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
         };
         e2e.omemo.attach(e2e.client.session());
         let result = e2e.run(verb, &command).await;
+        // What the server stored for us meanwhile has been read: used prekeys can go.
+        e2e.omemo.catch_up_done();
         save_omemo(&options, &e2e.omemo)?;
         result?;
         e2e.client.close().await?;

@@ -848,3 +848,83 @@ fn a_session_that_stops_verifying_is_repaired_once_until_it_works_again() {
     // Duplicates and other devices' messages are not reasons to repair.
     assert!(!DecryptFailure::NotForThisDevice.calls_for_repair());
 }
+
+#[test]
+fn used_prekeys_are_kept_until_the_catch_up_is_done() {
+    use sotto_omemo::account::Account;
+    let (mut world, a, b) = two();
+    send(&mut world, a, "bob@localhost", "one");
+    assert_eq!(decrypted(&world.clients[b].take()).len(), 1);
+    let prekey_frame = world
+        .wire
+        .iter()
+        .find(|f| f.contains("to='bob@localhost'") && f.contains("prekey="))
+        .unwrap()
+        .clone();
+    let unused = world.clients[b].omemo.account().unused_one_time_pre_keys();
+    assert_eq!(
+        world.clients[b]
+            .omemo
+            .account()
+            .consumed_one_time_pre_keys(),
+        1,
+        "used, unpublished, kept"
+    );
+    assert_eq!(
+        world.clients[b].omemo.account().bundle().pre_keys().len(),
+        unused
+    );
+    let restart = |world: &mut World| {
+        let old = &world.clients[b].omemo;
+        let account = Account::from_pickle(&old.account().pickle()).unwrap();
+        world.clients[b].omemo = Omemo::with_account(
+            jid("bob@localhost"),
+            old.device_id(),
+            account,
+            &mut ChaCha20Rng::seed_from_u64(11),
+        );
+    };
+    // A delayed copy of the prekey message (from the archive) after a restart that lost the
+    // session: the kept prekey still opens it.
+    restart(&mut world);
+    world.route(a, &prekey_frame);
+    world.run();
+    assert_eq!(
+        decrypted(&world.clients[b].take())
+            .into_iter()
+            .map(|d| d.0)
+            .collect::<Vec<_>>(),
+        vec!["one"]
+    );
+    // Once the caller says the catch-up is done, the used prekeys are gone for good (alice
+    // repaired her session too, since bob's restarted one diverged: that used another).
+    let held = world.clients[b]
+        .omemo
+        .account()
+        .consumed_one_time_pre_keys();
+    assert!(held >= 1);
+    assert_eq!(world.clients[b].omemo.catch_up_done(), held);
+    assert_eq!(
+        world.clients[b]
+            .omemo
+            .account()
+            .consumed_one_time_pre_keys(),
+        0
+    );
+    restart(&mut world);
+    world.route(a, &prekey_frame);
+    world.run();
+    let events = world.clients[b].take();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            OmemoEvent::DecryptionFailed {
+                reason: DecryptFailure::Inbound(
+                    sotto_omemo::account::InboundSessionError::UnknownOneTimePreKey(_)
+                ),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+}

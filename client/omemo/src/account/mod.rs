@@ -148,6 +148,15 @@ impl Account {
             .count()
     }
 
+    /// The number of one-time prekeys that peers used and that are still held (until
+    /// [`Account::remove_consumed_one_time_pre_keys`]).
+    pub fn consumed_one_time_pre_keys(&self) -> usize {
+        self.one_time_pre_keys
+            .values()
+            .filter(|e| e.consumed)
+            .count()
+    }
+
     /// Generate up to `count` more one-time prekeys (never beyond
     /// [`MAX_ONE_TIME_PRE_KEYS`] held). Returns how many were generated.
     pub fn generate_one_time_pre_keys(

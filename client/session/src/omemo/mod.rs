@@ -47,9 +47,13 @@
 //!   only after a message from that device decrypted again (no clock needed, and garbage cannot
 //!   make us fetch bundles in a loop).
 //!
+//! - *Used prekeys*: a one-time prekey used by a peer leaves our bundle at once but is
+//!   deleted only when the caller calls [`Omemo::catch_up_done`] after processing offline and
+//!   archived messages (or when more than [`MAX_CONSUMED_PRE_KEYS_KEPT`] pile up).
+//!
 //! # Not done
 //!
-//! MAM catch-up before deleting used prekeys, OMEMO 2.
+//! OMEMO 2.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -93,6 +97,9 @@ pub const MAX_REQUESTS: usize = 256;
 pub const PRE_KEY_REFILL_THRESHOLD: usize = 80;
 /// Most devices with a repair outstanding at once.
 pub const MAX_REPAIRS: usize = 256;
+/// Most used one-time prekeys kept for delayed copies of prekey messages before
+/// [`Omemo::catch_up_done`]; past it they are deleted at once.
+pub const MAX_CONSUMED_PRE_KEYS_KEPT: usize = 200;
 /// Send an empty message to a device after this many messages received from it without
 /// sending it anything (XEP-0384 v0.8 §7.2: 53, as python-omemo and Conversations).
 pub const HEARTBEAT_AFTER: u32 = 53;
@@ -660,6 +667,14 @@ impl Omemo {
         Ok(id)
     }
 
+    /// Tells the manager that the messages stored for us while we were away (offline storage,
+    /// archive catch-up) have been processed: the one-time prekeys that peers used are deleted
+    /// now (XEP-0384: delete a used prekey only after catching up, so that delayed copies of a
+    /// prekey message still decrypt). Returns how many were deleted.
+    pub fn catch_up_done(&mut self) -> usize {
+        self.account.remove_consumed_one_time_pre_keys()
+    }
+
     /// Fetches `jid`'s device list again; [`OmemoEvent::DeviceList`] follows (an empty list
     /// when it has none).
     pub fn refresh_devices(&mut self, session: &mut Session, jid: &BareJid) {
@@ -1114,12 +1129,14 @@ impl Omemo {
                     // Complete the session (Conversations' `completeSession`) and replace the
                     // used prekey.
                     self.send_key_transport(session, &sender, device);
-                    if self
-                        .account
-                        .replenish_one_time_pre_keys(PRE_KEY_REFILL_THRESHOLD, &mut self.rng)
-                    {
+                    // The used prekey is no longer published, but kept until the caller says
+                    // the archive is caught up (`catch_up_done`): a delayed copy of the same
+                    // prekey message must still decrypt. Past a bound, it goes anyway.
+                    if self.account.consumed_one_time_pre_keys() > MAX_CONSUMED_PRE_KEYS_KEPT {
                         self.account.remove_consumed_one_time_pre_keys();
                     }
+                    self.account
+                        .replenish_one_time_pre_keys(PRE_KEY_REFILL_THRESHOLD, &mut self.rng);
                     self.publish_bundle(session);
                 } else if unanswered >= HEARTBEAT_AFTER {
                     // Heartbeat: let the device's ratchet advance.
