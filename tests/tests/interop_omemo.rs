@@ -728,3 +728,84 @@ async fn broken_messages_show_a_reason_and_broken_sessions_are_repaired() -> Res
     w.bridge.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_that_was_offline_reads_what_it_missed_from_the_archive() -> Result<()> {
+    use sotto_session::omemo::crypto::session::DecryptionError;
+    let w = world("interop-omemo-archive").await?;
+    let mut bob = PyPeer::start(&w.prosody, PeerOptions::fixture(&w.dir, "bob", "py")).await?;
+    let mut a1 = Ours::login(&w.bridge, "alice", "rs1").await?;
+    let a2 = Ours::login(&w.bridge, "alice", "rs2").await?;
+    befriend(&mut a1, "bob@localhost").await?;
+    let seen = bob.devices("alice@localhost").await?;
+    assert!(seen.contains(&a2.omemo.device_id()), "{seen:?}");
+
+    // a2 goes away; bob writes; a1 reads it live, so Prosody keeps no offline copy for a2 —
+    // only the archive has it.
+    let state = restored(&a2.omemo);
+    a2.client.close().await?;
+    let text = "interop secret: written while the tablet was off";
+    bob.send("alice@localhost", text).await?;
+    let (body, _, _) = a1.expect_decrypted("bob's message, live").await?;
+    assert_eq!(body, text);
+
+    let mut a2 = Ours::login_with(&w.bridge, "alice", "rs2", state).await?;
+    a2.omemo.set_archive_decryption(true);
+    let query = a2
+        .client
+        .session()
+        .archive_query(&jid("bob@localhost"), None, 50)?;
+    a2.client.flush().await?;
+    let (body, device) = a2
+        .expect("the archived message", |o| match o {
+            Out::Omemo(OmemoEvent::ArchivedMessage {
+                request,
+                message,
+                device,
+                ..
+            }) if *request == query => Some((message.body.clone().unwrap_or_default(), *device)),
+            Out::Omemo(OmemoEvent::ArchivedDecryptionFailed {
+                request, reason, ..
+            }) if *request == query => Some((format!("FAILED: {reason}"), 0)),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(body, text);
+    assert_eq!(device, bob.device());
+
+    // a1 read it live: for a1 the archived copy is a duplicate, and says so.
+    a1.omemo.set_archive_decryption(true);
+    let query = a1
+        .client
+        .session()
+        .archive_query(&jid("bob@localhost"), None, 50)?;
+    a1.client.flush().await?;
+    let reason = a1
+        .expect("the archived duplicate", |o| match o {
+            Out::Omemo(OmemoEvent::ArchivedDecryptionFailed {
+                request, reason, ..
+            }) if *request == query => Some(reason.clone()),
+            _ => None,
+        })
+        .await?;
+    assert!(
+        matches!(
+            reason,
+            DecryptFailure::Decryption(DecryptionError::Duplicate { .. })
+        ),
+        "{reason:?}"
+    );
+
+    // The archive changed nothing that matters: the conversation goes on for both.
+    bob.send("alice@localhost", "interop secret: after the catch-up")
+        .await?;
+    for ours in [&mut a1, &mut a2] {
+        let (body, _, _) = ours.expect_decrypted("the next message").await?;
+        assert_eq!(body, "interop secret: after the catch-up");
+    }
+    bob.quit().await?;
+    a1.client.close().await?;
+    a2.client.close().await?;
+    w.bridge.stop().await?;
+    Ok(())
+}

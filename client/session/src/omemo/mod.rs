@@ -332,6 +332,38 @@ pub enum OmemoEvent {
         /// Why.
         reason: SendError,
     },
+    /// A message from an archive query (XEP-0313) decrypted; only with
+    /// [`Omemo::set_archive_decryption`]. `message.body` holds the plaintext.
+    ArchivedMessage {
+        /// The archive query.
+        request: RequestId,
+        /// The message's id in the archive.
+        archive_id: String,
+        /// The message (incoming, or sent by another of our devices).
+        message: ChatMessage,
+        /// The sender's device.
+        device: u32,
+        /// The sender device's fingerprint.
+        fingerprint: Fingerprint,
+        /// Our trust in that device.
+        trust: Trust,
+    },
+    /// A message from an archive query could not be decrypted; only with
+    /// [`Omemo::set_archive_decryption`]. A message this device already read when it arrived
+    /// fails as a duplicate ([`DecryptionError::Duplicate`]): its plaintext is the caller's
+    /// to keep. `message.body` is the fallback text.
+    ArchivedDecryptionFailed {
+        /// The archive query.
+        request: RequestId,
+        /// The message's id in the archive.
+        archive_id: String,
+        /// The message.
+        message: ChatMessage,
+        /// The sender's device, when the element names one.
+        device: Option<u32>,
+        /// Why.
+        reason: DecryptFailure,
+    },
     /// We learnt a new identity key of a contact (or of ours). When the contact has verified
     /// devices, its trust is [`Trust::Undecided`] and the UI must ask the user.
     NewDevice {
@@ -392,6 +424,8 @@ pub struct Omemo {
     repaired: HashSet<(BareJid, u32)>,
     /// Messages received per device since we last sent it one (for heartbeats).
     unanswered: HashMap<(BareJid, u32), u32>,
+    /// Whether encrypted archive results are decrypted here.
+    archive: bool,
 }
 
 impl core::fmt::Debug for Omemo {
@@ -439,6 +473,7 @@ impl Omemo {
             repairing: HashSet::new(),
             repaired: HashSet::new(),
             unanswered: HashMap::new(),
+            archive: false,
         }
     }
 
@@ -632,6 +667,14 @@ impl Omemo {
                 self.on_encrypted(session, message);
                 None
             }
+            Event::ArchivedMessage {
+                request,
+                archive_id,
+                message,
+            } if self.archive && message.stanza.has_child("encrypted", xml::NS) => {
+                self.on_archived(request, archive_id, message);
+                None
+            }
             other => Some(other),
         }
     }
@@ -673,6 +716,15 @@ impl Omemo {
     /// prekey message still decrypt). Returns how many were deleted.
     pub fn catch_up_done(&mut self) -> usize {
         self.account.remove_consumed_one_time_pre_keys()
+    }
+
+    /// Decrypt encrypted results of archive queries (XEP-0313) here: they then arrive as
+    /// [`OmemoEvent::ArchivedMessage`] or [`OmemoEvent::ArchivedDecryptionFailed`] instead of
+    /// [`Event::ArchivedMessage`]. Off by default. Archived messages are read passively: they
+    /// may start a session (a prekey message this device missed) but never trigger key
+    /// transports, heartbeats or repairs, since they may be long superseded.
+    pub fn set_archive_decryption(&mut self, on: bool) {
+        self.archive = on;
     }
 
     /// Fetches `jid`'s device list again; [`OmemoEvent::DeviceList`] follows (an empty list
@@ -1158,6 +1210,63 @@ impl Omemo {
         }
     }
 
+    fn on_archived(&mut self, request: RequestId, archive_id: String, message: ChatMessage) {
+        let failed = |reason: DecryptFailure, device: Option<u32>, message: ChatMessage| {
+            OmemoEvent::ArchivedDecryptionFailed {
+                request,
+                archive_id: archive_id.clone(),
+                message,
+                device,
+                reason,
+            }
+        };
+        let parsed = match xml::parse_encrypted(&message.stanza) {
+            Some(Ok(parsed)) => parsed,
+            Some(Err(e)) => {
+                self.events.push_back(failed(e.into(), None, message));
+                return;
+            }
+            None => return,
+        };
+        let sender = message.from.to_bare();
+        let device = parsed.sid;
+        // An old prekey message must not replace the session we use now.
+        let ours = parsed.keys.iter().find(|k| k.rid == self.device_id);
+        if let Some(Ok(OmemoKeyMessage::PreKey(pre_key))) =
+            ours.map(|k| OmemoKeyMessage::from_bytes(&k.data, k.prekey))
+        {
+            let current = self.sessions.get(&(sender.clone(), device));
+            if current.is_some_and(|r| r.base_key() != Some(pre_key.base_key())) {
+                let reason = DecryptFailure::Decryption(DecryptionError::SessionMismatch);
+                self.events.push_back(failed(reason, Some(device), message));
+                return;
+            }
+        }
+        let opened = self
+            .decrypt(&sender, &parsed)
+            .and_then(|d| open_body(&d.plaintext, &parsed));
+        let record = self.trust.get(&(sender, device)).copied();
+        let event = match (opened, record) {
+            // An archived key transport (ours, or for another device): nothing to show.
+            (Ok(None), _) => return,
+            (Err(_), _) if parsed.payload.is_none() => return,
+            (Ok(Some(body)), Some(record)) => OmemoEvent::ArchivedMessage {
+                request,
+                archive_id: archive_id.clone(),
+                message: ChatMessage {
+                    body: Some(body),
+                    ..message
+                },
+                device,
+                fingerprint: record.identity.fingerprint(),
+                trust: record.trust,
+            },
+            (Ok(Some(_)), None) => failed(DecryptFailure::TooManySessions, Some(device), message),
+            (Err(reason), _) => failed(reason, Some(device), message),
+        };
+        self.events.push_back(event);
+    }
+
     /// A device sent a message that our session cannot read (we lost our state, or the
     /// sessions diverged): build a new one from its bundle and announce it with a key-transport
     /// (prekey) message, so its next messages reach us. Once per device until a message from
@@ -1239,6 +1348,20 @@ impl Omemo {
             }
         }
     }
+}
+
+/// The body of a decrypted element: `None` for a key transport (no payload).
+fn open_body(
+    key_material: &[u8],
+    parsed: &xml::EncryptedElement,
+) -> Result<Option<String>, DecryptFailure> {
+    let Some(ciphertext) = &parsed.payload else {
+        return Ok(None);
+    };
+    let text = payload::decrypt(key_material, &parsed.iv, ciphertext)?;
+    String::from_utf8(text.to_vec())
+        .map(Some)
+        .map_err(|_| DecryptFailure::NotText)
 }
 
 struct Decrypted {
