@@ -236,7 +236,7 @@ fn device_css(jid: &str, device: &str) -> String {
     format!("[data-testid=\"device\"][data-jid=\"{jid}\"][data-device=\"{device}\"]")
 }
 
-/// Every file under `dir`, concatenated.
+/// Every regular file under `dir`, concatenated (Prosody's admin socket lives there too).
 fn all_bytes(dir: &Path) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -245,7 +245,7 @@ fn all_bytes(dir: &Path) -> Result<Vec<u8>> {
             for entry in std::fs::read_dir(&path)? {
                 stack.push(entry?.path());
             }
-        } else {
+        } else if path.is_file() {
             out.extend(std::fs::read(&path)?);
             out.push(b'\n');
         }

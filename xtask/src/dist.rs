@@ -36,10 +36,11 @@ use sha2::{Digest, Sha256, Sha384};
 /// under 200 KB (slimmer JID preparation in the browser, dropping unused xmpp-parsers code) is
 /// open work in the app issue.
 ///
-/// Raised from 340 KiB to 460 KiB when OMEMO went into the app (first load 454 KiB): the
-/// sotto-omemo crypto (curve25519/ed25519 with precomputed tables, AES-GCM, AES-CBC, HKDF,
-/// protobuf) and the encrypted-message, trust and QR screens add about 130 KiB gzip.
-pub const FIRST_LOAD_GZIP_BUDGET: u64 = 460 * 1024;
+/// Raised from 340 KiB to 470 KiB when OMEMO went into the app (first load 454-459 KiB, about
+/// 130 KiB more): the crypto crates themselves are only ~57 KB of code before wasm-opt
+/// (curve25519/ed25519 with precomputed tables in .rodata, AES-GCM/CBC, SHA-2, HKDF, protobuf);
+/// the rest is the session's OMEMO module (XML, PEP, trust) and the new yew screens.
+pub const FIRST_LOAD_GZIP_BUDGET: u64 = 470 * 1024;
 
 /// The package that is the browser client.
 const APP_PACKAGE: &str = "sotto-app";

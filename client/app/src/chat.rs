@@ -64,6 +64,7 @@ pub fn chat_view(props: &Props) -> Html {
     let conversation = store.conversation(&peer);
     let messages: &[Message] = conversation.map(|c| c.messages.as_slice()).unwrap_or(&[]);
     let typing = conversation.is_some_and(|c| c.typing);
+    let peer_name = AttrValue::from(name.clone());
     let lock = store.lock(&peer);
     let (lock_class, lock_attr, lock_words, lock_hint) = match lock {
         Lock::Encrypted => (
@@ -140,7 +141,9 @@ pub fn chat_view(props: &Props) -> Html {
                 if messages.is_empty() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
                 }
-                { for messages.iter().map(|m| message_item(m, &name)) }
+                { for messages.iter().map(|m| html! {
+                    <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() } />
+                }) }
             </ol>
             <p class="typing" aria-live="off">
                 if typing { { format!("{name} {}", text::CHAT_TYPING) } }
@@ -150,7 +153,17 @@ pub fn chat_view(props: &Props) -> Html {
     }
 }
 
-fn message_item(message: &Message, peer_name: &str) -> Html {
+#[derive(Properties, PartialEq)]
+struct MessageProps {
+    message: Message,
+    peer_name: AttrValue,
+}
+
+/// One message. A component, so that a long conversation is not rebuilt for every change.
+#[function_component(MessageItem)]
+fn message_item(props: &MessageProps) -> Html {
+    let message = &props.message;
+    let peer_name: &str = &props.peer_name;
     let outgoing = message.direction == Direction::Outgoing;
     let direction = if outgoing { "out" } else { "in" };
     let state = match message.state {
@@ -163,7 +176,7 @@ fn message_item(message: &Message, peer_name: &str) -> Html {
     let who = if outgoing { text::YOU } else { peer_name };
     html! {
         <li class={classes!("message", direction, message.state.attr(), message.error.is_some().then_some("undecryptable"))}
-            key={message.seq} data-testid="message"
+            data-testid="message"
             data-direction={direction} data-encrypted={ if message.encrypted { "true" } else { "false" } }
             data-state={ message.state.attr() }>
             <span class="visually-hidden">{ format!("{who}: ") }</span>

@@ -45,7 +45,10 @@ pub fn sidebar(props: &Props) -> Html {
     } else {
         html! {
             <ul class="contacts" aria-labelledby="contacts-heading">
-                { for contacts.iter().map(|c| contact_row(c, store.active.as_ref() == Some(&c.jid), &props.on_action)) }
+                { for contacts.iter().map(|c| html! {
+                    <ContactRow key={ c.jid.to_string() } contact={ (*c).clone() }
+                        active={ store.active.as_ref() == Some(&c.jid) } on_action={ props.on_action.clone() } />
+                }) }
             </ul>
         }
     };
@@ -102,7 +105,20 @@ pub fn sidebar(props: &Props) -> Html {
     }
 }
 
-fn contact_row(contact: &Contact, active: bool, on_action: &Callback<Action>) -> Html {
+#[derive(Properties, PartialEq)]
+struct RowProps {
+    contact: Contact,
+    active: bool,
+    on_action: Callback<Action>,
+}
+
+/// One roster entry. A component, so that rows whose contact did not change are skipped when
+/// the list re-renders (a roster of 1,000 must not be rebuilt for every badge).
+#[function_component(ContactRow)]
+fn contact_row(props: &RowProps) -> Html {
+    let contact = &props.contact;
+    let active = props.active;
+    let on_action = &props.on_action;
     let jid = contact.jid.clone();
     let open = on_action.reform(move |_: MouseEvent| Action::Open(jid.clone()));
     let (words, class) = availability_words(contact.availability());
@@ -123,7 +139,7 @@ fn contact_row(contact: &Contact, active: bool, on_action: &Callback<Action>) ->
         Subscription::Both => "both",
     };
     html! {
-        <li key={ contact.jid.to_string() }>
+        <li>
             <button type="button" class={classes!("contact", active.then_some("active"))}
                 data-testid="contact" data-jid={ contact.jid.to_string() }
                 data-presence={ class } data-subscription={ subscription }

@@ -97,14 +97,17 @@ pub struct App {
     store: Rc<Store>,
     signed_in: bool,
     login_error: Option<String>,
+    /// Made once, so that screens whose store did not change compare equal and are skipped.
+    on_action: Callback<Action>,
 }
 
 impl Component for App {
     type Message = Msg;
     type Properties = ();
 
-    fn create(_ctx: &Context<Self>) -> Self {
+    fn create(ctx: &Context<Self>) -> Self {
         Self {
+            on_action: ctx.link().callback(Msg::Action),
             driver: None,
             retiring: None,
             session_no: 0,
@@ -158,7 +161,7 @@ impl Component for App {
                 </div>
             };
         }
-        let on_action = ctx.link().callback(Msg::Action);
+        let on_action = self.on_action.clone();
         let store = self.store.clone();
         let me = store
             .me
@@ -323,6 +326,11 @@ impl App {
         for notice in notices {
             match notice {
                 Notice::Event(event) => {
+                    // Events the store ignores (acks of non-messages, PEP, disco…) must not
+                    // copy it or re-render the screens.
+                    if !Store::affects(&event) {
+                        continue;
+                    }
                     if let Some(f) = self.store().apply(*event) {
                         follow_ups.push(f);
                     }

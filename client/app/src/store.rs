@@ -487,6 +487,25 @@ impl Store {
         self.touch();
     }
 
+    /// Whether [`Store::apply`] does anything with `event` (the others leave it untouched).
+    pub fn affects(event: &Event) -> bool {
+        matches!(
+            event,
+            Event::Online { .. }
+                | Event::ResumeFailed
+                | Event::Roster(_)
+                | Event::RosterItemUpdated(_)
+                | Event::RosterItemRemoved(_)
+                | Event::Presence { .. }
+                | Event::SubscriptionRequest { .. }
+                | Event::Message(_)
+                | Event::MessageAcked { .. }
+                | Event::Receipt { .. }
+                | Event::ChatState { .. }
+                | Event::MessageError { .. }
+        )
+    }
+
     /// Applies one session event.
     pub fn apply(&mut self, event: Event) -> Option<FollowUp> {
         self.touch();

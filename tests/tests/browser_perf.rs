@@ -1,0 +1,377 @@
+//! Measurements of the web app in headless Chromium through the real bridge and Prosody,
+//! printed, not asserted as timings (a loaded 2-core machine says little about users' devices):
+//! the first load's gzip size, the time from navigation to a usable login screen, the time to
+//! show a 1,000-contact roster, and the time to display a 500-message conversation — with the
+//! longest main-thread task (Chromium's Long Tasks API) in each phase, which is what a user
+//! sees as a freeze. The roster is real: 1,000 items in Prosody's roster store for alice; the
+//! messages are real stanzas sent by a raw XMPP client as bob. Test names start with
+//! `browser_` (`cargo xtask test --quick` skips them).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use sotto_tests::bridge::BridgeFixture;
+use sotto_tests::browser::{with_browser, Browser};
+use sotto_tests::prosody::Prosody;
+use sotto_tests::wsclient::RawClient;
+
+const LOAD: Duration = Duration::from_secs(30);
+const ROSTER_SIZE: usize = 1000;
+const HISTORY_SIZE: usize = 500;
+
+fn dist_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("SOTTO_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| sotto_tests::target_dir().join("dist"));
+    ensure!(
+        dir.join("index.html").is_file(),
+        "no built client in {} — run `cargo xtask dist` (cargo xtask test does it for you)",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// The gzip size of what a first visit downloads: index.html and the script, wasm and
+/// stylesheet it names (their pre-compressed `.gz` copies, as the bridge serves them).
+fn first_load_gzip(dist: &std::path::Path) -> Result<u64> {
+    let index = std::fs::read_to_string(dist.join("index.html"))?;
+    let mut total = std::fs::metadata(dist.join("index.html.gz"))?.len();
+    let mut found = 0;
+    for entry in std::fs::read_dir(dist)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".gz") else {
+            continue;
+        };
+        let named = index.contains(stem);
+        let wasm = stem.ends_with(".wasm");
+        if stem != "index.html" && (named || wasm) {
+            total += std::fs::metadata(dist.join(&name))?.len();
+            found += 1;
+        }
+    }
+    ensure!(
+        found >= 3,
+        "expected script, wasm and stylesheet in {}",
+        dist.display()
+    );
+    Ok(total)
+}
+
+/// alice's roster in Prosody's file store: bob plus `n - 1` more contacts, written before
+/// alice signs in (Prosody reads it at her login).
+fn write_roster(prosody: &Prosody, n: usize) -> Result<()> {
+    let dir = prosody.data_dir().join("localhost").join("roster");
+    std::fs::create_dir_all(&dir)?;
+    let mut lua = String::from(
+        "return {\n\t[false] = {\n\t\t[\"version\"] = 1;\n\t\t[\"pending\"] = {};\n\t};\n",
+    );
+    let _ = writeln!(
+        lua,
+        "\t[\"bob@localhost\"] = {{\n\t\t[\"subscription\"] = \"both\";\n\t\t[\"groups\"] = {{}};\n\t}};"
+    );
+    for i in 1..n {
+        let _ = writeln!(
+            lua,
+            "\t[\"contact{i:04}@example.net\"] = {{\n\t\t[\"subscription\"] = \"both\";\n\t\t[\"name\"] = \"Contact {i:04}\";\n\t\t[\"groups\"] = {{}};\n\t}};"
+        );
+    }
+    lua.push_str("};\n");
+    std::fs::write(dir.join("alice.dat"), lua)?;
+    Ok(())
+}
+
+async fn js(b: &Browser, script: &str, args: Vec<Value>) -> Result<Value> {
+    b.client()
+        .execute(script, args)
+        .await
+        .with_context(|| format!("running {script:.60}…"))
+}
+
+/// Polls `window.__perf[key]` until it is a number.
+async fn wait_perf(b: &Browser, key: &str, timeout: Duration) -> Result<f64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let v = js(
+            b,
+            "return window.__perf ? window.__perf[arguments[0]] : null;",
+            vec![Value::from(key)],
+        )
+        .await?;
+        if let Some(n) = v.as_f64() {
+            return Ok(n);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{key} not reached within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The longest and the summed long tasks (ms) recorded since the last call, and their number.
+async fn take_long_tasks(b: &Browser) -> Result<(f64, f64, usize)> {
+    let v = js(
+        b,
+        "const l = window.__perf.long; window.__perf.long = []; return l;",
+        vec![],
+    )
+    .await?;
+    let list: Vec<f64> = v
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let max = list.iter().copied().fold(0.0, f64::max);
+    Ok((max, list.iter().sum(), list.len()))
+}
+
+/// Installs the long-task observer and a mutation observer that records, in
+/// `window.__perf`, when `testid` elements first number at least `count` (under `key`) and,
+/// once, when the connection state first reads "online".
+const OBSERVE: &str = r#"
+const [testid, count, key] = arguments;
+if (!window.__perf) {
+  window.__perf = { long: [] };
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__perf.long.push(e.duration);
+    }).observe({ type: 'longtask' });
+  } catch (e) { window.__perf.noLongTasks = true; }
+}
+const p = window.__perf;
+const check = () => {
+  if (p.online === undefined) {
+    const s = document.querySelector('[data-testid="connection-state"]');
+    if (s && s.textContent.trim() === 'online') p.online = performance.now();
+  }
+  if (p[key] === undefined &&
+      document.querySelectorAll('[data-testid="' + testid + '"]').length >= count) {
+    p[key] = performance.now();
+  }
+};
+new MutationObserver(check).observe(document.body,
+  { childList: true, subtree: true, characterData: true });
+p.t0 = performance.now();
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_app_measurements() -> Result<()> {
+    let dist = dist_dir()?;
+    let gzip = first_load_gzip(&dist)?;
+    let prosody = Prosody::for_test("browser-perf", &["alice", "bob"])?;
+    write_roster(&prosody, ROSTER_SIZE)?;
+    // The history arrives faster than the default per-session stanza rate allows.
+    let bridge = BridgeFixture::start(
+        &prosody,
+        Some(&dist),
+        "[limits]\nstanzas_per_second = 2000\n",
+    )
+    .await?;
+    let url = bridge.http_url();
+    let ws_url = bridge.ws_url();
+
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "first load (gzip): {gzip} bytes = {:.1} KiB",
+        gzip as f64 / 1024.0
+    );
+
+    with_browser("browser_app_measurements", async |b: &Browser| {
+        b.client().set_window_size(1200, 900).await?;
+        // A fresh profile: nothing cached. The app marks the login screen's first render.
+        b.goto(&url).await?;
+        b.wait_for_testid("login-jid", LOAD).await?;
+        let login_ready = js(
+            b,
+            "const m = performance.getEntriesByName('sotto-login-ready')[0]; \
+             const n = performance.getEntriesByType('navigation')[0]; \
+             return [m ? m.startTime : null, n ? n.responseEnd : null];",
+            vec![],
+        )
+        .await?;
+        let ready = login_ready[0].as_f64().context("no sotto-login-ready mark")?;
+        let html = login_ready[1].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            report,
+            "navigation → usable login screen: {ready:.0} ms (index.html received at {html:.0} ms)"
+        );
+
+        // Sign in and render the 1,000-contact roster.
+        let jid = b.wait_for_testid("login-jid", LOAD).await?;
+        jid.send_keys("alice@localhost").await?;
+        b.wait_for_testid("login-password", LOAD)
+            .await?
+            .send_keys("alice-pass")
+            .await?;
+        js(
+            b,
+            OBSERVE,
+            vec![
+                Value::from("contact"),
+                Value::from(ROSTER_SIZE),
+                Value::from("roster"),
+            ],
+        )
+        .await?;
+        js(
+            b,
+            "document.querySelector('[data-testid=\"login-submit\"]').click();",
+            vec![],
+        )
+        .await?;
+        let roster = wait_perf(b, "roster", LOAD).await?;
+        let online = wait_perf(b, "online", LOAD).await?;
+        let t0 = wait_perf(b, "t0", LOAD).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (max, sum, n) = take_long_tasks(b).await?;
+        let _ = writeln!(
+            report,
+            "sign-in → online: {:.0} ms; sign-in → {ROSTER_SIZE} contacts on screen: {:.0} ms; \
+             long tasks: {n}, longest {max:.0} ms, total {sum:.0} ms",
+            online - t0,
+            roster - t0
+        );
+        // Searching the big roster.
+        js(
+            b,
+            OBSERVE,
+            vec![Value::from("contact"), Value::from(1), Value::from("unused")],
+        )
+        .await?;
+        let search = b
+            .client()
+            .find(fantoccini::Locator::Css("input[type=\"search\"], .sidebar input"))
+            .await;
+        if let Ok(search) = search {
+            let started = std::time::Instant::now();
+            search.send_keys("Contact 09").await?;
+            let deadline = tokio::time::Instant::now() + LOAD;
+            loop {
+                let shown = js(
+                    b,
+                    "return document.querySelectorAll('[data-testid=\"contact\"]').length;",
+                    vec![],
+                )
+                .await?;
+                if shown.as_u64() == Some(100) {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("search did not narrow the roster to 100: {shown}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let (max, _, _) = take_long_tasks(b).await?;
+            let _ = writeln!(
+                report,
+                "search \"Contact 09\" (10 keystrokes) → 100 of {ROSTER_SIZE} shown: {} ms \
+                 (WebDriver typing included); longest task {max:.0} ms",
+                started.elapsed().as_millis()
+            );
+            // Backspaces (WebDriver's clear() fires no input event).
+            search.send_keys(&"\u{E003}".repeat(10)).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let _ = take_long_tasks(b).await?;
+
+        // bob (a raw XMPP client) sends 500 messages while alice's chat with him is closed.
+        let mut raw = RawClient::connect(&ws_url, Some(&url)).await?;
+        raw.login_plain("localhost", "bob", "bob-pass", "perf")
+            .await?;
+        let started = std::time::Instant::now();
+        for i in 0..HISTORY_SIZE {
+            raw.send(&format!(
+                "<message xmlns='jabber:client' to='alice@localhost' type='chat' id='h{i}'>\
+                 <body>History message number {i} with a little text to wrap.</body></message>"
+            ))
+            .await?;
+            if i % 50 == 49 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + LOAD;
+        loop {
+            let unread = js(
+                b,
+                "const e = document.querySelector('[data-jid=\"bob@localhost\"] [data-testid=\"unread\"]'); \
+                 return e ? e.textContent.trim() : null;",
+                vec![],
+            )
+            .await?;
+            if unread.as_str() == Some(&HISTORY_SIZE.to_string()) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("alice did not count {HISTORY_SIZE} unread messages: {unread}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let arrival = started.elapsed().as_millis();
+        let (max, sum, n) = take_long_tasks(b).await?;
+        let _ = writeln!(
+            report,
+            "{HISTORY_SIZE} incoming messages received and counted (chat closed, {ROSTER_SIZE}-contact \
+             roster on screen): {arrival} ms; long tasks: {n}, longest {max:.0} ms, total {sum:.0} ms"
+        );
+
+        // Open the conversation: 500 messages rendered.
+        js(
+            b,
+            OBSERVE,
+            vec![
+                Value::from("message"),
+                Value::from(HISTORY_SIZE),
+                Value::from("history"),
+            ],
+        )
+        .await?;
+        js(
+            b,
+            "document.querySelector('[data-testid=\"contact\"][data-jid=\"bob@localhost\"]').click();",
+            vec![],
+        )
+        .await?;
+        let shown = wait_perf(b, "history", LOAD).await?;
+        let t0 = wait_perf(b, "t0", LOAD).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (max, _, n) = take_long_tasks(b).await?;
+        let _ = writeln!(
+            report,
+            "open a {HISTORY_SIZE}-message conversation → all on screen: {:.0} ms; long tasks: {n}, \
+             longest {max:.0} ms",
+            shown - t0
+        );
+
+        // Typing one more message into that conversation stays responsive.
+        let composer = b.wait_for_testid("chat-input", LOAD).await?;
+        let started = std::time::Instant::now();
+        composer.send_keys("hello").await?;
+        let (max, _, _) = take_long_tasks(b).await?;
+        let _ = writeln!(
+            report,
+            "type 5 characters in that conversation: {} ms (WebDriver included); longest task {max:.0} ms",
+            started.elapsed().as_millis()
+        );
+        let no_long_tasks = js(b, "return !!window.__perf.noLongTasks;", vec![]).await?;
+        ensure!(
+            no_long_tasks == Value::Bool(false),
+            "this Chromium has no Long Tasks API: the freeze numbers above mean nothing"
+        );
+        raw.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+            .await?;
+        let dir = sotto_tests::target_dir().join("screenshots");
+        std::fs::create_dir_all(&dir)?;
+        b.screenshot(&dir.join("perf-500-messages.png")).await?;
+        Ok(())
+    })
+    .await?;
+    bridge.stop().await?;
+    println!("--- web app measurements ---\n{report}----------------------------");
+    let out = sotto_tests::target_dir().join("measurements");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("browser_app.txt"), &report)?;
+    Ok(())
+}
