@@ -11,7 +11,8 @@ Configuration (environment):
   PEER_CA                   the fixture's CA certificate (PEM)
   PEER_STORE                OMEMO state file (JSON); kept across runs, so a device keeps its id
   PEER_OMEMO                "1" (default) to load OMEMO, "0" for a plain slixmpp client
-  PEER_LOG                  optional log file (warnings only: never message contents)
+  PEER_LOG                  optional log file (warnings only: no message contents)
+  PEER_LOG_LEVEL            e.g. DEBUG to debug a test (then the log holds plaintexts and XML)
 
 Commands (stdin):
   {"cmd": "send", "to": JID, "body": TEXT}          OMEMO-encrypted chat message
