@@ -481,6 +481,42 @@ impl Config {
         Ok(())
     }
 
+    /// Settings that are valid but probably not meant (printed by `check-config` and at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let lists = std::iter::once((
+            "policy.allowed_domains".to_owned(),
+            &self.policy.allowed_domains,
+        ))
+        .chain(self.policy.group.iter().enumerate().filter_map(|(i, g)| {
+            g.allowed_domains
+                .as_ref()
+                .map(|l| (format!("policy.group[{i}].allowed_domains"), l))
+        }));
+        for (key, list) in lists {
+            if list.is_empty() {
+                continue;
+            }
+            for upstream in &self.upstream {
+                if !list
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(&upstream.domain))
+                {
+                    out.push(format!(
+                        "`{key}` does not list {}, the domain of an [[upstream]]: its accounts cannot message each other",
+                        upstream.domain
+                    ));
+                }
+            }
+        }
+        if self.audit.path.is_some() && !self.audit.enabled {
+            out.push(
+                "`audit.path` is set but `audit.enabled` is false: nothing is recorded".into(),
+            );
+        }
+        out
+    }
+
     /// The configured upstream for an XMPP domain, compared case-insensitively.
     pub fn upstream_for(&self, domain: &str) -> Option<&Upstream> {
         self.upstream
@@ -683,6 +719,20 @@ exempt_addresses = [\"bot@example.org\", \"example.org\"]\nupload_service = \"up
         );
         assert!(bad("[client]\ndefault_mode = \"public\"\n").contains("default_mode"));
         assert!(bad("[client]\nkiosk_idle_secs = 0\n").contains("client.kiosk_idle_secs"));
+    }
+
+    #[test]
+    fn warnings_for_likely_mistakes() {
+        assert!(Config::parse(MINIMAL).unwrap().warnings().is_empty());
+        let own_domain_missing =
+            format!("{MINIMAL}[policy]\nallowed_domains = [\"example.org\"]\n");
+        let warnings = Config::parse(&own_domain_missing).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("policy.allowed_domains"));
+        let fine = format!("{MINIMAL}[policy]\nallowed_domains = [\"LOCALHOST\"]\n");
+        assert!(Config::parse(&fine).unwrap().warnings().is_empty());
+        let idle_audit = format!("{MINIMAL}[audit]\npath = \"audit.jsonl\"\n");
+        assert!(Config::parse(&idle_audit).unwrap().warnings()[0].contains("audit.enabled"));
     }
 
     #[test]

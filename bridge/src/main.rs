@@ -45,7 +45,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         ["check-config", file] => match Config::load(&PathBuf::from(file)) {
-            Ok(_) => {
+            Ok(config) => {
+                for warning in config.warnings() {
+                    println!("{file}: warning: {warning}");
+                }
                 println!("{file}: ok");
                 ExitCode::SUCCESS
             }
@@ -77,6 +80,9 @@ fn run(file: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("{}: {warning}", file.display());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
