@@ -94,6 +94,7 @@ struct Resumable {
 /// The audit log; a disabled one records nothing.
 pub struct Audit {
     tx: Option<SyncSender<String>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     log_ip: bool,
     stats: Arc<Stats>,
     resumable: Mutex<Resumable>,
@@ -104,6 +105,7 @@ impl Audit {
     pub fn disabled() -> Self {
         Self {
             tx: None,
+            writer: None,
             log_ip: false,
             stats: Arc::default(),
             resumable: Mutex::default(),
@@ -129,11 +131,12 @@ impl Audit {
             stats: stats.clone(),
             failing: false,
         };
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sotto-audit".into())
             .spawn(move || writer.run(rx))?;
         Ok(Self {
             tx: Some(tx),
+            writer: Some(writer),
             log_ip: config.log_ip,
             stats,
             resumable: Mutex::default(),
@@ -283,6 +286,17 @@ impl Audit {
         }
         out.push('}');
         out
+    }
+}
+
+impl Drop for Audit {
+    /// Writes what is still queued before the bridge exits: closing the channel ends the
+    /// writer thread once it has drained it (at most one queue's worth of lines).
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 
@@ -501,6 +515,7 @@ mod tests {
         let (tx, _rx) = sync_channel(1);
         let audit = Audit {
             tx: Some(tx),
+            writer: None,
             log_ip: false,
             stats: Arc::default(),
             resumable: Mutex::default(),
@@ -515,6 +530,29 @@ mod tests {
         assert!(audit
             .render_metrics()
             .contains("sotto_bridge_audit_lines_dropped_total 2"));
+    }
+
+    #[test]
+    fn dropping_the_log_writes_what_is_queued() {
+        let dir = temp_dir("drain");
+        let path = dir.join("audit.jsonl");
+        let audit = Audit::start(&AuditConfig {
+            enabled: true,
+            path: Some(path.clone()),
+            ..AuditConfig::default()
+        })
+        .unwrap();
+        for _ in 0..500 {
+            audit.record(Event::Logout {
+                account: "a@example.org",
+                resource: None,
+                how: "shutdown",
+            });
+        }
+        drop(audit);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 500);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
