@@ -28,6 +28,10 @@ Commands:
                                  messages, 3 on timeout; --echo replies with the same body
   devices [JID]                  our (or JID's) OMEMO device ids, one JSON line each
   fingerprints                   this device's OMEMO id and fingerprint
+  history JID [--max N]          the newest N (default 50) archived messages with JID, oldest
+                                 first, as listen's JSON lines plus \"direction\" and \"stamp\";
+                                 OMEMO ones decrypted where this device can (one it already
+                                 read live reports an \"error\": its keys are used up)
 
 --store DIR keeps this device's OMEMO identity (DIR/omemo.json, mode 0600); without it every
 run is a new OMEMO device. It also keeps the sessions and the trust in contacts' devices.
@@ -202,6 +206,7 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
         "send" if command.len() >= 3 => {}
         "listen" | "roster" | "fingerprints" => {}
         "devices" if command.len() <= 2 => {}
+        "history" if command.len() >= 2 => {}
         "add" | "remove" | "approve" | "deny" if command.len() == 2 => {}
         _ => {
             return Err(Failure(
@@ -219,7 +224,9 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
     };
     let mut client = Client::connect(&options.service, config, options.ca.as_deref()).await?;
     let plaintext = command.iter().any(|a| a == "--plaintext");
-    if matches!(verb, "listen" | "devices" | "fingerprints") || (verb == "send" && !plaintext) {
+    if matches!(verb, "listen" | "devices" | "fingerprints" | "history")
+        || (verb == "send" && !plaintext)
+    {
         let omemo = load_omemo(&options)?;
         let mut e2e = E2e {
             client,
@@ -505,6 +512,7 @@ impl E2e {
                 self.wait_sent(&id).await
             }
             "listen" => self.listen(command).await,
+            "history" => self.history(command).await,
             "fingerprints" => {
                 let line = serde_json::json!({
                     "device": self.omemo.device_id(),
@@ -545,6 +553,72 @@ impl E2e {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Prints the newest messages of the archive (XEP-0313) exchanged with a contact, oldest
+    /// first, decrypting OMEMO ones where this device can.
+    async fn history(&mut self, command: &[String]) -> Result<(), Failure> {
+        let with = parse_jid(command.get(1))?;
+        let max: u32 = match flag_value(command, "--max") {
+            Some(n) => n
+                .parse()
+                .map_err(|_| Failure(EXIT_USAGE, "--max needs a number".into()))?,
+            None => 50,
+        };
+        self.omemo.set_archive_decryption(true);
+        let query = self
+            .client
+            .session()
+            .archive_query(&with, None, max)
+            .map_err(|e| Failure(EXIT_FAILURE, e.to_string()))?;
+        self.client.flush().await?;
+        let deadline = Some(Instant::now() + Duration::from_secs(30));
+        loop {
+            let (message, encrypted, error) = match self.next(deadline).await? {
+                Out::Omemo(OmemoEvent::ArchivedMessage {
+                    request, message, ..
+                }) if request == query => (message, true, None),
+                Out::Omemo(OmemoEvent::ArchivedDecryptionFailed {
+                    request,
+                    message,
+                    reason,
+                    ..
+                }) if request == query => (message, true, Some(reason.to_string())),
+                Out::Session(Event::ArchivedMessage {
+                    request, message, ..
+                }) if request == query => (message, false, None),
+                Out::Session(Event::ArchiveFinished { request, .. }) if request == query => {
+                    return Ok(())
+                }
+                Out::Session(Event::RequestFailed { request, condition }) if request == query => {
+                    return Err(Failure(
+                        EXIT_FAILURE,
+                        format!("the server refused the archive query: {condition}"),
+                    ))
+                }
+                Out::Session(Event::Disconnected { .. }) => {
+                    return Err(Failure(EXIT_FAILURE, "the connection ended".into()))
+                }
+                _ => continue,
+            };
+            let Some(body) = message.body else {
+                continue;
+            };
+            let mut line = serde_json::json!({
+                "from": message.from.to_string(),
+                "body": body,
+                "encrypted": encrypted,
+                "direction": match message.direction {
+                    Direction::Incoming => "in",
+                    Direction::Outgoing => "out",
+                },
+                "stamp": message.delayed,
+            });
+            if let Some(error) = error {
+                line["error"] = serde_json::Value::String(error);
+            }
+            println!("{line}");
         }
     }
 

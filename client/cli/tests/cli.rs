@@ -70,6 +70,7 @@ fn usage_errors_exit_2_without_touching_the_network() {
             "b@c",
             "extra",
         ],
+        vec!["--service", "ws://127.0.0.1:9/", "--jid", "a@b", "history"],
     ] {
         let out = std::process::Command::new(SOTTO)
             .args(&args)

@@ -30,6 +30,7 @@ struct Cli {
     jid: String,
     password: String,
     store: Option<PathBuf>,
+    resource: String,
 }
 
 impl Cli {
@@ -39,7 +40,13 @@ impl Cli {
             jid: format!("{user}@localhost"),
             password: format!("{user}-pass"),
             store: None,
+            resource: "cli".into(),
         }
+    }
+
+    fn with_resource(mut self, resource: &str) -> Self {
+        self.resource = resource.into();
+        self
     }
 
     fn with_store(mut self, dir: &Path) -> Self {
@@ -55,7 +62,7 @@ impl Cli {
             "--jid",
             &self.jid,
             "--resource",
-            "cli",
+            &self.resource,
         ]);
         if let Some(store) = &self.store {
             cmd.arg("--store").arg(store);
@@ -359,6 +366,70 @@ async fn sotto_plaintext_with_xmpp_js_both_ways() -> Result<()> {
     assert_eq!(next().await?["event"], "offline");
     let status = tokio::time::timeout(Duration::from_secs(10), node.wait()).await??;
     assert!(status.success(), "node exited with {status}");
+    bridge.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sotto_history_decrypts_what_this_device_missed_from_the_archive() -> Result<()> {
+    let prosody = Prosody::for_test("cli-interop-history", &["alice", "bob"])?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let dir = prosody.dir().to_path_buf();
+    let phone = Cli::new(&bridge, "alice")
+        .with_store(&dir.join("phone"))
+        .with_resource("phone");
+    let laptop = Cli::new(&bridge, "alice")
+        .with_store(&dir.join("laptop"))
+        .with_resource("laptop");
+    let mut ids = Vec::new();
+    for device in [&phone, &laptop] {
+        let out = device.run(&["fingerprints"]).await?;
+        let line: Value = serde_json::from_slice(&out.stdout)?;
+        ids.push(u32::try_from(line["device"].as_u64().unwrap())?);
+    }
+    let mut bob = PyPeer::start(
+        &prosody,
+        PeerOptions::fixture(&dir.join("peers"), "bob", "py"),
+    )
+    .await?;
+    let seen = bob.devices("alice@localhost").await?;
+    assert!(ids.iter().all(|id| seen.contains(id)), "{seen:?} {ids:?}");
+
+    // The phone reads it live; the laptop is off, so only the archive keeps it for the laptop.
+    let text = "cli interop secret: for the archive";
+    let listener = phone.spawn(&["listen", "--count", "1", "--timeout", "30"])?;
+    settle().await;
+    bob.send("alice@localhost", text).await?;
+    let lines = listened(listener).await?;
+    assert_eq!(lines[0]["body"], text, "{lines:?}");
+
+    let out = laptop.run(&["history", "bob@localhost"]).await?;
+    let history: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let found = history
+        .iter()
+        .find(|l| l["body"] == text)
+        .unwrap_or_else(|| panic!("{history:?}"));
+    assert_eq!(found["encrypted"], true);
+    assert_eq!(found["direction"], "in");
+    assert!(found.get("error").is_none(), "{found}");
+    assert!(found["stamp"].is_string(), "{found}");
+
+    // The phone already used the message's keys: its history says so instead of hiding it.
+    let out = phone.run(&["history", "bob@localhost"]).await?;
+    let history: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(
+        history.iter().any(|l| l["encrypted"] == true
+            && l["error"].as_str().is_some_and(|e| e.contains("already"))),
+        "{history:?}"
+    );
+    assert!(!history.iter().any(|l| l["body"] == text), "{history:?}");
+    bob.quit().await?;
     bridge.stop().await?;
     Ok(())
 }
