@@ -166,7 +166,8 @@ fn all_bytes(dir: &Path) -> Result<Vec<u8>> {
             for entry in std::fs::read_dir(&path)? {
                 stack.push(entry?.path());
             }
-        } else {
+        } else if path.is_file() {
+            // Regular files only: Prosody's admin socket lives in the data dir too.
             out.extend(std::fs::read(&path)?);
             out.push(b'\n');
         }
