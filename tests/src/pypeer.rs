@@ -103,11 +103,13 @@ pub fn ensure_venv() -> Result<PathBuf> {
     Ok(python)
 }
 
-/// An exclusive lock file (created with `create_new`); a lock older than `stale` is taken over.
+/// An exclusive lock file (created with `create_new`, holding the owner's pid); a lock whose
+/// owner is gone, or older than `stale`, is taken over.
 struct FileLock(PathBuf);
 
 impl FileLock {
     fn acquire(path: &Path, stale: Duration) -> Result<FileLock> {
+        use std::io::Write as _;
         let start = Instant::now();
         loop {
             match std::fs::OpenOptions::new()
@@ -115,14 +117,21 @@ impl FileLock {
                 .create_new(true)
                 .open(path)
             {
-                Ok(_) => return Ok(FileLock(path.to_path_buf())),
+                Ok(mut file) => {
+                    let _ = write!(file, "{}", std::process::id());
+                    return Ok(FileLock(path.to_path_buf()));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let old = std::fs::metadata(path)
                         .and_then(|m| m.modified())
                         .ok()
                         .and_then(|t| t.elapsed().ok())
                         .is_some_and(|age| age > stale);
-                    if old {
+                    let owner_gone = std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok())
+                        .is_some_and(|pid| !crate::ports::process_alive(pid));
+                    if old || owner_gone {
                         let _ = std::fs::remove_file(path);
                         continue;
                     }

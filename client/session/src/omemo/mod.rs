@@ -953,6 +953,7 @@ impl Omemo {
         self.trust
             .insert(key.clone(), TrustRecord { identity, trust });
         self.sessions.remove(&key);
+        self.unanswered.remove(&key);
         self.events.push_back(OmemoEvent::NewDevice {
             jid: jid.clone(),
             device,
