@@ -154,6 +154,7 @@ async fn sotto_and_slixmpp_omemo_exchange_encrypted_messages_also_offline() -> R
         "cli interop secret 1: slixmpp writes while sotto is offline",
         "cli interop secret 2: sotto answers",
         "cli interop secret 3: echo me",
+        "cli interop secret 1b: and again, still unanswered",
     ];
 
     // Publish alice's CLI device, then go offline.
@@ -169,14 +170,19 @@ async fn sotto_and_slixmpp_omemo_exchange_encrypted_messages_also_offline() -> R
         "slixmpp-omemo sees the CLI's device"
     );
 
-    // slixmpp-omemo starts the session while the CLI is offline: Prosody stores the message.
+    // slixmpp-omemo starts the session while the CLI is offline: Prosody stores the messages
+    // (both prekey messages with the same base key, since nobody answered the first).
     bob.send("alice@localhost", secrets[0]).await?;
+    bob.send("alice@localhost", secrets[3]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let lines = listened(alice.spawn(&["listen", "--count", "1", "--timeout", "30"])?).await?;
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    let lines = listened(alice.spawn(&["listen", "--count", "2", "--timeout", "30"])?).await?;
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["body"], secrets[0], "{lines:?}");
-    assert_eq!(lines[0]["encrypted"], true);
-    assert!(lines[0].get("error").is_none(), "{lines:?}");
+    assert_eq!(lines[1]["body"], secrets[3], "{lines:?}");
+    for line in &lines {
+        assert_eq!(line["encrypted"], true);
+        assert!(line.get("error").is_none(), "{lines:?}");
+    }
     // The CLI completed the session with an empty message.
     let kt = bob.expect("key_transport", |_| true).await?;
     assert_eq!(kt["device"], alice_device, "{kt}");
