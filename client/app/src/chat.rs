@@ -32,12 +32,22 @@ pub fn chat_view(props: &Props) -> Html {
         .map(|c| (c.messages.len(), c.typing))
         .unwrap_or_default();
     {
-        // Keep the newest message in view.
+        // Keep the newest message in view. Off-screen messages are laid out with an estimated
+        // height (`content-visibility: auto`), so the bottom moves once the ones scrolled into
+        // view render: scroll again on the next frames.
         let log = log.clone();
         use_effect_with((active.clone(), count), move |_| {
-            if let Some(el) = log.cast::<HtmlElement>() {
-                el.set_scroll_top(el.scroll_height());
-            }
+            let to_bottom = move || {
+                if let Some(el) = log.cast::<HtmlElement>() {
+                    el.set_scroll_top(el.scroll_height());
+                }
+            };
+            to_bottom();
+            let again = to_bottom.clone();
+            let first = gloo_timers::callback::Timeout::new(16, again);
+            let second = gloo_timers::callback::Timeout::new(120, to_bottom);
+            // Dropping a Timeout cancels it: the next change (or leaving) replaces these.
+            move || drop((first, second))
         });
     }
     {
