@@ -1,7 +1,7 @@
 //! Interoperability with python-oldmemo (an independent OMEMO 0.3 implementation), both ways.
 //!
-//! Ignored by default because it needs Python and `oldmemo[xml]` from PyPI; run it with
-//! `client/omemo/interop/run.sh` (see `client/omemo/interop/README.md`).
+//! Needs Python 3 with venv; the pinned packages come from PyPI into the workspace's interop
+//! venv on first use (see `client/omemo/interop/README.md`).
 
 // An integration-test crate: its helpers are test code too (clippy.toml only covers #[test] fns).
 #![allow(
@@ -26,12 +26,75 @@ use sotto_omemo::{
     session::Session,
 };
 
+/// The interpreter with python-oldmemo: `SOTTO_OLDMEMO_PYTHON`, or the workspace's pinned
+/// interop venv (`target/interop/venv`, from `tests/interop/requirements.txt`, shared with the
+/// slixmpp-omemo suites), created here when missing. Fails clearly without Python or PyPI.
 fn python() -> PathBuf {
-    std::env::var_os("SOTTO_OLDMEMO_PYTHON")
+    if let Some(python) = std::env::var_os("SOTTO_OLDMEMO_PYTHON") {
+        return PathBuf::from(python);
+    }
+    static VENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/omemo-interop/venv/bin/python")
-        })
+        .filter(|d| d.is_absolute())
+        .unwrap_or_else(|| root.join("target"));
+    let venv = target.join("interop/venv");
+    let python = venv.join("bin/python");
+    let requirements = root.join("tests/interop/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let stamp = venv.join("sotto-requirements.txt");
+    let ready = || python.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted);
+    if ready() {
+        return python;
+    }
+    // Another test process may be building it (tests/src/pypeer.rs holds this lock then).
+    let lock = target.join("interop/venv.lock");
+    std::fs::create_dir_all(target.join("interop")).unwrap();
+    for _ in 0..3000 {
+        let owner_alive = std::fs::read_to_string(&lock)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !owner_alive {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    if ready() {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 for the oldmemo interop tests (Debian: python3-venv)");
+    assert!(
+        status.success(),
+        "python3 -m venv failed (Debian: install python3-venv)"
+    );
+    let status = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--quiet",
+            "-r",
+        ])
+        .arg(&requirements)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "pip could not install {} (is PyPI reachable?)",
+        requirements.display()
+    );
+    std::fs::write(&stamp, &wanted).unwrap();
+    python
 }
 
 struct Peer {
@@ -117,7 +180,6 @@ fn open_reply(session: &mut Session, reply: &Value, rng: &mut ChaCha20Rng) -> St
 }
 
 #[test]
-#[ignore = "needs python-oldmemo: run client/omemo/interop/run.sh"]
 fn we_initiate_and_oldmemo_decrypts() {
     let mut rng = ChaCha20Rng::seed_from_u64(2024);
     let account = Account::new(&mut rng);
@@ -188,7 +250,6 @@ fn we_initiate_and_oldmemo_decrypts() {
 }
 
 #[test]
-#[ignore = "needs python-oldmemo: run client/omemo/interop/run.sh"]
 fn oldmemo_initiates_and_we_decrypt() {
     // Several identities so that both Ed25519 sign bits of our XEdDSA signatures are exercised
     // against oldmemo's verification.
