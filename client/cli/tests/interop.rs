@@ -264,6 +264,21 @@ async fn sotto_plaintext_with_plain_slixmpp_both_ways() -> Result<()> {
         "{got}"
     );
 
+    // Without --plaintext the CLI refuses: a plain client publishes no OMEMO device.
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        alice
+            .command(&["send", "bob@localhost", "not without encryption"])
+            .output(),
+    )
+    .await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no OMEMO device") && stderr.contains("--plaintext"),
+        "{stderr}"
+    );
+
     let listener = alice.spawn(&["listen", "--count", "1", "--timeout", "30"])?;
     settle().await;
     bob.send_plain("alice@localhost/cli", "slixmpp says \"hi\" & <bye>")
@@ -277,6 +292,11 @@ async fn sotto_plaintext_with_plain_slixmpp_both_ways() -> Result<()> {
             .as_str()
             .is_some_and(|f| f.starts_with("bob@localhost/plain")),
         "{lines:?}"
+    );
+    let rest = bob.drain(Duration::from_millis(500)).await?;
+    assert!(
+        !rest.iter().any(|e| e["body"] == "not without encryption"),
+        "the refused message went out: {rest:?}"
     );
     bob.quit().await?;
     bridge.stop().await?;
