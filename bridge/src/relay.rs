@@ -350,6 +350,31 @@ where
     }
 }
 
+/// Queues one message for the client without writing it yet ([`flush_within`] writes), with
+/// the same time limit and outcomes as [`send_within`].
+async fn feed_within<W>(ws: &mut W, message: Message, limit: Duration) -> Result<(), End>
+where
+    W: Sink<Message> + Unpin,
+{
+    match tokio::time::timeout(limit, ws.feed(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::ClientVanished),
+        Err(_) => Err(End::ClientUnresponsive),
+    }
+}
+
+/// Writes the queued messages to the client, as [`send_within`].
+async fn flush_within<W>(ws: &mut W, limit: Duration) -> Result<(), End>
+where
+    W: Sink<Message> + Unpin,
+{
+    match tokio::time::timeout(limit, ws.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(End::ClientVanished),
+        Err(_) => Err(End::ClientUnresponsive),
+    }
+}
+
 /// Sends frames, then closes the WebSocket with `code`. Errors mean the client is gone already.
 async fn finish<W>(ws: &mut W, frames: &[String], code: u16)
 where
@@ -580,14 +605,14 @@ where
                                 xml
                             };
                             metrics.to_client(frame.len());
-                            if let Err(end) = send_within(ws, Message::Text(frame.into()), dead_after).await {
+                            if let Err(end) = feed_within(ws, Message::Text(frame.into()), dead_after).await {
                                 ended = Some(end);
                                 break;
                             }
                         }
                         Ok(Some(UpstreamEvent::StreamOpen { open_frame, .. })) => {
                             metrics.to_client(open_frame.len());
-                            if let Err(end) = send_within(ws, Message::Text(open_frame.into()), dead_after).await {
+                            if let Err(end) = feed_within(ws, Message::Text(open_frame.into()), dead_after).await {
                                 ended = Some(end);
                                 break;
                             }
@@ -601,6 +626,13 @@ where
                             ended = Some(End::UpstreamLost);
                             break;
                         }
+                    }
+                }
+                // Every element above is its own WebSocket message, but they leave in one write
+                // (on the ending paths, the closing frames' send flushes them).
+                if ended.is_none() {
+                    if let Err(end) = flush_within(ws, dead_after).await {
+                        ended = Some(end);
                     }
                 }
                 if let Some(end) = ended {
