@@ -4,7 +4,9 @@
 //! - `cargo xtask demo [--listen ADDR]` runs Prosody, the bridge and the client locally.
 //! - `cargo xtask test [--quick]` runs every check and test suite.
 //! - `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz target for N seconds (default 60).
+//! - `cargo xtask bench bridge [OPTIONS]` measures the bridge (throughput, latency, memory).
 
+mod bench;
 mod demo;
 mod dist;
 mod fuzz;
@@ -23,7 +25,11 @@ usage: cargo xtask <command>
   test [--quick]          fmt, clippy, unit and integration tests, wasm build, browser suite
                           (--quick: fmt and native tests only, for the inner loop)
   fuzz [--seconds N]      run every cargo-fuzz target under fuzz/ for N seconds each (default 60;
-                          installs the nightly toolchain and cargo-fuzz when missing)";
+                          installs the nightly toolchain and cargo-fuzz when missing)
+  bench bridge [OPTIONS]  benchmark the bridge in release builds (docs/OPERATIONS.md, Performance):
+                          (a) vs Prosody's mod_websocket, (b) vs a bare WebSocket-TCP pipe,
+                          (c) memory per idle session. Options: --pairs N (50) --seconds S (10)
+                          --warmup S (2) --window W (4) --idle N,N (1000,5000) --only a,b,c";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +48,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        ["bench", "bridge", options @ ..] => {
+            bench::BenchOptions::parse(options).and_then(|opts| bench::run(&opts))
+        }
         ["-h" | "--help"] | [] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
