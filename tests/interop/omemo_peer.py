@@ -20,6 +20,9 @@ Commands (stdin):
   {"cmd": "send_tampered", "to": JID, "body": TEXT, "part": "payload"|"key"}
                                                      encrypted, then one bit flipped in the
                                                      payload or in every key element
+  {"cmd": "hold", "to": JID, "body": TEXT}          encrypt now, send on "release"
+  {"cmd": "release", "order": "forward"|"reverse"}  send the held messages in that order
+  {"cmd": "replay"}                                 send the last encrypted stanza again
   {"cmd": "devices", "jid": JID}                     refresh and report JID's OMEMO 0.3 devices
   {"cmd": "set_device_list", "devices": [ID, ...]}   publish our own OMEMO 0.3 device list as given
   {"cmd": "replace_sessions", "jid": JID}            python-omemo's session repair for JID's devices
@@ -152,6 +155,8 @@ class Peer(ClientXMPP):
         self.auto_subscribe = True
         self.use_message_ids = True
         self.ready = asyncio.Event()
+        self.held: list = []
+        self.last: Optional[Message] = None
         self.add_event_handler("session_start", self.on_session_start)
         # Every message stanza: slixmpp's own "message" event skips those without a body, and
         # OMEMO key-transport (empty) messages have none.
@@ -244,7 +249,27 @@ class Peer(ClientXMPP):
         if kind == "send":
             message = await self.encrypted(cmd["to"], cmd["body"])
             message.send()
+            self.last = message
             emit("sent", id=message["id"])
+        elif kind == "hold":
+            # Encrypted now, sent later by "release" (to deliver messages out of order).
+            message = await self.encrypted(cmd["to"], cmd["body"])
+            self.held.append(message)
+            emit("held", id=message["id"])
+        elif kind == "release":
+            held, self.held = self.held, []
+            if cmd.get("order") == "reverse":
+                held.reverse()
+            for message in held:
+                message.send()
+                self.last = message
+            emit("done", cmd=kind, count=len(held))
+        elif kind == "replay":
+            # The last encrypted stanza again, byte for byte (a replay).
+            if self.last is None:
+                raise RuntimeError("nothing to replay")
+            self.send_raw(str(self.last))
+            emit("done", cmd=kind)
         elif kind == "send_plain":
             message = self.make_message(mto=JID(cmd["to"]), mbody=cmd["body"], mtype="chat")
             message.send()

@@ -617,6 +617,46 @@ async fn broken_messages_show_a_reason_and_broken_sessions_are_repaired() -> Res
     befriend(&mut alice, "bob@localhost").await?;
     established(&mut alice, &mut bob).await?;
 
+    // Two messages delivered in the reverse order of their encryption both decrypt; the
+    // replay of one is reported as a duplicate (and is no reason to repair anything).
+    for body in [
+        "interop secret: first written",
+        "interop secret: second written",
+    ] {
+        bob.command(json!({"cmd": "hold", "to": "alice@localhost", "body": body}))
+            .await?;
+        bob.expect("held", |_| true).await?;
+    }
+    bob.command(json!({"cmd": "release", "order": "reverse"}))
+        .await?;
+    bob.expect("done", |_| true).await?;
+    for expected in [
+        "interop secret: second written",
+        "interop secret: first written",
+    ] {
+        let (body, _, _) = alice.expect_decrypted("a reordered message").await?;
+        assert_eq!(body, expected);
+    }
+    bob.command(json!({"cmd": "replay"})).await?;
+    bob.expect("done", |_| true).await?;
+    let reason = alice
+        .expect("the replay", |o| match o {
+            Out::Omemo(OmemoEvent::DecryptionFailed { reason, .. }) => Some(reason.clone()),
+            Out::Omemo(OmemoEvent::Message { .. }) => panic!("a replay decrypted"),
+            _ => None,
+        })
+        .await?;
+    assert!(
+        matches!(
+            reason,
+            DecryptFailure::Decryption(
+                sotto_session::omemo::crypto::session::DecryptionError::Duplicate { .. }
+            )
+        ),
+        "{reason:?}"
+    );
+    assert!(!reason.calls_for_repair());
+
     // A flipped bit in the payload: the key decrypts, the body does not.
     bob.command(json!({"cmd": "send_tampered", "to": "alice@localhost",
         "body": "interop secret: tampered payload", "part": "payload"}))
