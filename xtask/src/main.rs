@@ -5,11 +5,14 @@
 //! - `cargo xtask test [--quick]` runs every check and test suite.
 //! - `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz target for N seconds (default 60).
 //! - `cargo xtask bench bridge [OPTIONS]` measures the bridge (throughput, latency, memory).
+//! - `cargo xtask repro` proves two clean builds of the client are byte-identical.
 
 mod bench;
 mod demo;
+mod deny;
 mod dist;
 mod fuzz;
+mod repro;
 mod test;
 mod util;
 
@@ -26,6 +29,8 @@ usage: cargo xtask <command>
                           (--quick: fmt and native tests only, for the inner loop)
   fuzz [--seconds N]      run every cargo-fuzz target under fuzz/ for N seconds each (default 60;
                           installs the nightly toolchain and cargo-fuzz when missing)
+  repro                   build the client twice (the second time from a copy of the sources at
+                          another path, in an empty target dir) and fail unless every file matches
   bench bridge [OPTIONS]  benchmark the bridge in release builds (docs/OPERATIONS.md, Performance):
                           (a) vs Prosody's mod_websocket, (b) vs a bare WebSocket-TCP pipe,
                           (c) memory per idle session. Options: --pairs N (50) --seconds S (10)
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
         ["dist"] => dist::run(&dist::DistOptions::default()).map(|_| ()),
         ["demo"] => demo::run(demo::DEFAULT_LISTEN),
         ["demo", "--listen", addr] => demo::run(addr),
+        ["repro"] => repro::run(),
         ["test"] => test::run(false),
         ["test", "--quick"] => test::run(true),
         ["fuzz"] => fuzz::run(fuzz::DEFAULT_SECONDS).map(|_| ()),

@@ -5,12 +5,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
+use crate::deny;
 use crate::dist;
 use crate::fuzz;
+use crate::repro;
 use crate::util::{cargo, ensure_wasm_target, run_command, target_dir};
 
 /// Crates that must stay sans-IO: they may not depend on these (checked with `cargo tree`).
-const SANS_IO_CRATES: [&str; 2] = ["sotto-session", "sotto-omemo"];
+const SANS_IO_CRATES: [&str; 3] = ["sotto-session", "sotto-omemo", "sotto-vault"];
 const FORBIDDEN_IN_SANS_IO: [&str; 5] = ["tokio", "web-sys", "yew", "mio", "wasm-bindgen-futures"];
 
 struct Steps {
@@ -60,6 +62,8 @@ pub fn run(quick: bool) -> Result<()> {
                 "sotto-session",
                 "-p",
                 "sotto-omemo",
+                "-p",
+                "sotto-vault",
                 "--",
                 "-D",
                 "warnings",
@@ -69,9 +73,18 @@ pub fn run(quick: bool) -> Result<()> {
     steps.step("core crates stay sans-IO", check_sans_io)?;
     let dist_dir = target_dir().join("dist");
     if !quick {
+        let mut report = None;
         steps.step("cargo xtask dist (wasm build)", || {
-            dist::run(&dist::DistOptions::default()).map(|_| ())
+            report = Some(dist::run(&dist::DistOptions::default())?);
+            Ok(())
         })?;
+        if let Some(report) = &report {
+            steps.step(
+                "reproducible client: a clean build elsewhere is byte-identical",
+                || repro::check_against(report),
+            )?;
+        }
+        steps.step("cargo deny check licenses bans sources", deny::check)?;
     }
     steps.step("cargo test (unit, integration, browser)", || {
         let mut cmd = cargo();
