@@ -242,6 +242,94 @@ async fn scram_sha256_is_preferred_when_offered() -> Result<()> {
     Ok(())
 }
 
+/// Roster versioning (RFC 6121 §2.6): a client that saved its roster and version gets
+/// "unchanged" from Prosody and keeps its saved roster; after a change it gets the new roster.
+#[tokio::test(flavor = "multi_thread")]
+async fn roster_versioning_reuses_a_saved_roster() -> Result<()> {
+    let prosody = prosody("session-roster-ver")?;
+    let bridge = BridgeFixture::start(&prosody, None, "").await?;
+    let mut alice = login(&bridge, "alice", "one").await?;
+    alice
+        .session()
+        .add_contact(&jid("bob@localhost"), Some("Bob"))?;
+    alice.flush().await?;
+    expect(&mut alice, "bob in the roster", |e| match e {
+        Event::RosterItemUpdated(item) if item.jid == jid("bob@localhost") => Some(()),
+        _ => None,
+    })
+    .await?;
+    // The subscription request makes a second push (ask="subscribe"); let them all arrive.
+    let _ = events_for(&mut alice, Duration::from_secs(1)).await;
+    let version = alice
+        .session()
+        .roster_version()
+        .context("Prosody versions rosters, so a version must be known")?
+        .to_owned();
+    let mut saved: Vec<_> = alice.session().roster().cloned().collect();
+    alice.close().await?;
+
+    // A marker entry the server never had: it survives only if the server says "unchanged".
+    let mut ghost = saved[0].clone();
+    ghost.jid = jid("ghost@localhost");
+    saved.push(ghost);
+    let reconnect = |version: String, saved: Vec<_>| {
+        let bridge = &bridge;
+        async move {
+            let config = Config {
+                jid: jid("alice@localhost"),
+                password: password("alice-pass"),
+                resource: Some("two".into()),
+                allow_plain: false,
+                service: None,
+            };
+            let mut client = Client::connect(&bridge.ws_url(), config, None).await?;
+            client.session().restore_roster(version, saved);
+            let roster = expect(&mut client, "the roster", |e| match e {
+                Event::Roster(items) => Some(items.clone()),
+                _ => None,
+            })
+            .await?;
+            anyhow::Ok((client, roster))
+        }
+    };
+    let (mut client, roster) = reconnect(version.clone(), saved.clone()).await?;
+    let jids: Vec<String> = roster.iter().map(|i| i.jid.to_string()).collect();
+    assert_eq!(
+        jids,
+        ["bob@localhost", "ghost@localhost"],
+        "the saved roster is reused"
+    );
+    assert_eq!(client.session().roster_version(), Some(version.as_str()));
+
+    // Change the roster, then come back with the old version: the server sends the new roster.
+    client
+        .session()
+        .add_contact(&jid("carol@localhost"), None)?;
+    client.flush().await?;
+    expect(&mut client, "carol in the roster", |e| match e {
+        Event::RosterItemUpdated(item) if item.jid == jid("carol@localhost") => Some(()),
+        _ => None,
+    })
+    .await?;
+    let _ = events_for(&mut client, Duration::from_secs(1)).await;
+    let newer = client.session().roster_version().map(str::to_owned);
+    assert_ne!(
+        newer.as_deref(),
+        Some(version.as_str()),
+        "a push carries the new version"
+    );
+    client.close().await?;
+    let (client, roster) = reconnect(version, saved).await?;
+    let jids: Vec<String> = roster.iter().map(|i| i.jid.to_string()).collect();
+    assert_eq!(
+        jids,
+        ["bob@localhost", "carol@localhost"],
+        "a stale version gets the roster anew"
+    );
+    client.close().await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_password_and_unknown_domain_are_clear_errors() -> Result<()> {
     let prosody = prosody("session-errors")?;

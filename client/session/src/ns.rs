@@ -8,6 +8,7 @@ pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 pub const ROSTER: &str = "jabber:iq:roster";
+pub const ROSTER_VERSIONING: &str = "urn:xmpp:features:rosterver";
 pub const SM: &str = "urn:xmpp:sm:3";
 pub const CARBONS: &str = "urn:xmpp:carbons:2";
 pub const FORWARD: &str = "urn:xmpp:forward:0";

@@ -37,6 +37,11 @@ pub const MAX_UNACKED: usize = 1000;
 pub const MAX_PENDING: usize = 500;
 /// Longest message body we send.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Roster entries kept (Converse.js freezes at 1,600; we render 10,000 fine, and a server
+/// sending more is not one we can show usefully).
+pub const MAX_ROSTER_ITEMS: usize = 10_000;
+/// Longest roster version string accepted (RFC 6121 leaves it opaque; servers use short ones).
+pub const MAX_ROSTER_VERSION_BYTES: usize = 1024;
 /// Time allowed from transport connect to being online.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Quiet time after which we probe the connection.
@@ -159,6 +164,11 @@ pub struct Session {
     iq_targets: HashMap<String, BareJid>,
     /// See [`Session::authenticated_with`].
     authenticated_with: Option<&'static str>,
+    /// The roster version our roster corresponds to (RFC 6121 §2.6), when the server versions
+    /// rosters; restored by the driver with [`Session::restore_roster`].
+    roster_version: Option<String>,
+    /// Whether the server advertised roster versioning in this stream's features.
+    roster_versioning: bool,
 }
 
 impl core::fmt::Debug for Session {
@@ -267,6 +277,8 @@ impl Session {
             next_request: 0,
             iq_targets: HashMap::new(),
             authenticated_with: None,
+            roster_version: None,
+            roster_versioning: false,
         }
     }
 
@@ -281,6 +293,30 @@ impl Session {
     /// diagnostics and tests; `None` before the first one.
     pub fn authenticated_with(&self) -> Option<&'static str> {
         self.authenticated_with
+    }
+
+    /// Gives the session a roster saved from an earlier session, with the version the server
+    /// gave it. When the server versions rosters (RFC 6121 §2.6) the next login asks only for
+    /// changes since then, and a server answering "unchanged" costs one small IQ instead of the
+    /// whole roster. Call before connecting; the saved roster is reported in
+    /// [`Event::Roster`] once the server confirms or replaces it.
+    pub fn restore_roster(&mut self, version: String, items: Vec<RosterItem>) {
+        if version.len() > MAX_ROSTER_VERSION_BYTES {
+            return;
+        }
+        self.roster_version = Some(version);
+        self.roster = items
+            .into_iter()
+            .take(MAX_ROSTER_ITEMS)
+            .map(|item| (item.jid.clone(), item))
+            .collect();
+    }
+
+    /// The version of the roster as it stands (to save with [`Session::roster`] after
+    /// [`Event::Roster`], [`Event::RosterItemUpdated`] and [`Event::RosterItemRemoved`]), if
+    /// the server versions rosters.
+    pub fn roster_version(&self) -> Option<&str> {
+        self.roster_version.as_deref()
     }
 
     /// Whether stanzas can be sent right now.
@@ -793,6 +829,7 @@ impl Session {
             self.start_sasl(features);
             return;
         }
+        self.roster_versioning = features.has_child("ver", ns::ROSTER_VERSIONING);
         let offers_sm = features.has_child("sm", ns::SM);
         if let (true, Some(previd)) = (offers_sm, self.sm.resume_id.clone()) {
             let resume = Element::builder("resume", ns::SM)
@@ -1118,6 +1155,7 @@ impl Session {
             }
             Some("set") if iq.has_child("query", ns::ROSTER) && from_server_or_self => {
                 if let Some(query) = iq.get_child("query", ns::ROSTER) {
+                    self.note_roster_version(query);
                     for item in query.children().filter(|c| c.is("item", ns::ROSTER)) {
                         if item.attr("subscription") == Some("remove") {
                             if let Some(jid) =
@@ -1127,6 +1165,11 @@ impl Session {
                                 self.events.push_back(Event::RosterItemRemoved(jid));
                             }
                         } else if let Some(item) = roster_item(item) {
+                            if self.roster.len() >= MAX_ROSTER_ITEMS
+                                && !self.roster.contains_key(&item.jid)
+                            {
+                                continue;
+                            }
                             self.roster.insert(item.jid.clone(), item.clone());
                             self.events.push_back(Event::RosterItemUpdated(item));
                         }
@@ -1204,15 +1247,33 @@ impl Session {
                         .children()
                         .filter(|c| c.is("item", ns::ROSTER))
                         .filter_map(roster_item)
+                        .take(MAX_ROSTER_ITEMS)
                         .map(|item| (item.jid.clone(), item))
                         .collect();
-                    let mut items: Vec<RosterItem> = self.roster.values().cloned().collect();
-                    items.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
-                    self.events.push_back(Event::Roster(items));
+                    self.note_roster_version(query);
+                } else if iq.attr("type") != Some("result") || self.roster_version.is_none() {
+                    // An empty result means "your version is current" only if we sent one.
+                    return;
                 }
+                let mut items: Vec<RosterItem> = self.roster.values().cloned().collect();
+                items.sort_by(|a, b| a.jid.as_str().cmp(b.jid.as_str()));
+                self.events.push_back(Event::Roster(items));
             }
             PendingIq::Extension(request) => self.on_extension_response(*request, iq),
             PendingIq::Carbons | PendingIq::RosterSet | PendingIq::Ping => {}
+        }
+    }
+
+    /// Takes the `ver` of a roster result or push, when the server versions rosters.
+    fn note_roster_version(&mut self, query: &Element) {
+        if !self.roster_versioning {
+            return;
+        }
+        if let Some(ver) = query
+            .attr("ver")
+            .filter(|v| v.len() <= MAX_ROSTER_VERSION_BYTES)
+        {
+            self.roster_version = Some(ver.to_owned());
         }
     }
 
@@ -1227,7 +1288,17 @@ impl Session {
             Element::bare("enable", ns::CARBONS),
             PendingIq::Carbons,
         );
-        let _ = self.send_iq("get", Element::bare("query", ns::ROSTER), PendingIq::Roster);
+        let mut query = Element::builder("query", ns::ROSTER);
+        if self.roster_versioning {
+            // An empty ver asks for the whole roster and for versions from now on.
+            query = query.attr(
+                rxml::xml_ncname!("ver").into(),
+                self.roster_version.clone().unwrap_or_default(),
+            );
+        } else {
+            self.roster_version = None;
+        }
+        let _ = self.send_iq("get", query.build(), PendingIq::Roster);
         let presence = self.presence_element();
         let _ = self.send_stanza(&presence, None);
         self.events.push_back(Event::Online {
