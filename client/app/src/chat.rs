@@ -26,28 +26,33 @@ pub fn chat_view(props: &Props) -> Html {
     let log = use_node_ref();
     let confirm_remove = use_state(|| false);
     let active = store.active.clone();
-    let count = active
-        .as_ref()
-        .and_then(|p| store.conversation(p))
-        .map(|c| (c.messages.len(), c.typing))
-        .unwrap_or_default();
+    // Whether the reader is at the newest message: then the view stays there whatever renders
+    // (new messages, the typing line, rows whose real height replaces the estimate of
+    // `content-visibility: auto`); a reader who scrolled up (to older pages) is left alone.
+    let stick = use_mut_ref(|| true);
     {
-        // Keep the newest message in view. Off-screen messages are laid out with an estimated
-        // height (`content-visibility: auto`), so the bottom moves once the ones scrolled into
-        // view render: scroll again on the next frames.
+        let stick = stick.clone();
+        use_effect_with(active.clone(), move |_| *stick.borrow_mut() = true);
+    }
+    {
         let log = log.clone();
-        use_effect_with((active.clone(), count), move |_| {
-            let to_bottom = move || {
-                if let Some(el) = log.cast::<HtmlElement>() {
-                    el.set_scroll_top(el.scroll_height());
+        let stick = stick.clone();
+        use_effect(move || {
+            let mut timers = Vec::new();
+            if *stick.borrow() {
+                let to_bottom = move || {
+                    if let Some(el) = log.cast::<HtmlElement>() {
+                        el.set_scroll_top(el.scroll_height());
+                    }
+                };
+                to_bottom();
+                for delay in [16, 120] {
+                    let again = to_bottom.clone();
+                    timers.push(gloo_timers::callback::Timeout::new(delay, again));
                 }
-            };
-            to_bottom();
-            let again = to_bottom.clone();
-            let first = gloo_timers::callback::Timeout::new(16, again);
-            let second = gloo_timers::callback::Timeout::new(120, to_bottom);
-            // Dropping a Timeout cancels it: the next change (or leaving) replaces these.
-            move || drop((first, second))
+            }
+            // Dropping a Timeout cancels it: the next render replaces these.
+            move || drop(timers)
         });
     }
     {
@@ -95,6 +100,24 @@ pub fn chat_view(props: &Props) -> Html {
             text::LOCK_UNAVAILABLE,
             text::LOCK_UNAVAILABLE_HINT,
         ),
+    };
+    let history = conversation.map(|c| c.history.clone()).unwrap_or_default();
+    let load_earlier = props.on_action.reform(|_: MouseEvent| Action::LoadEarlier);
+    let on_scroll = {
+        // Near the top: the previous page (the store ignores this while one is loading).
+        let on_action = props.on_action.clone();
+        let can_load = history.loading.is_none() && !history.complete && history.started;
+        let stick = stick.clone();
+        Callback::from(move |e: Event| {
+            let Some(el) = e.target_dyn_into::<HtmlElement>() else {
+                return;
+            };
+            let top = el.scroll_top();
+            *stick.borrow_mut() = el.scroll_height() - top - el.client_height() < 24;
+            if can_load && top < 48 {
+                on_action.emit(Action::LoadEarlier);
+            }
+        })
     };
     let back = props.on_action.reform(|_: MouseEvent| Action::Back);
     let on_escape = props.on_action.reform(|_: KeyboardEvent| Action::Back);
@@ -147,8 +170,22 @@ pub fn chat_view(props: &Props) -> Html {
             if lock == Lock::Unavailable {
                 <p class="lock-hint">{ text::LOCK_UNAVAILABLE_HINT }</p>
             }
-            <ol class="messages" ref={log} role="log" aria-label={ text::CHAT_LOG_LABEL } tabindex="0">
-                if messages.is_empty() {
+            <ol class="messages" ref={log} role="log" aria-label={ text::CHAT_LOG_LABEL } tabindex="0"
+                onscroll={on_scroll}>
+                <li class="history">
+                    if history.loading.is_some() {
+                        <span class="history-loading" data-testid="history-loading" role="status">
+                            <span class="spinner" aria-hidden="true"></span>
+                            { text::HISTORY_LOADING }
+                        </span>
+                    } else if !history.complete {
+                        <button type="button" class="button subtle" data-testid="history-load"
+                            onclick={load_earlier}>{ text::HISTORY_LOAD }</button>
+                    } else if !messages.is_empty() {
+                        <span class="history-start" data-testid="history-start">{ text::HISTORY_START }</span>
+                    }
+                </li>
+                if messages.is_empty() && history.loading.is_none() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
                 }
                 { for messages.iter().map(|m| html! {

@@ -154,7 +154,9 @@ impl Driver {
         let mut rng = rand_core::OsRng;
         // A new OMEMO device for every sign-in: its state lives in memory only (until the
         // storage issue lands), in this one value.
-        let omemo = Omemo::new(config.jid.clone(), &mut rng);
+        let mut omemo = Omemo::new(config.jid.clone(), &mut rng);
+        // Scroll-back: encrypted archive results are decrypted where this device can.
+        omemo.set_archive_decryption(true);
         let mut session = Session::new(config, &mut rng);
         omemo.attach(&mut session);
         let mut driver = Self {

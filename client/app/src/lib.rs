@@ -30,6 +30,9 @@ use crate::driver::{Driver, Input, Notice};
 use crate::login::Credentials;
 use crate::store::{Connection, DeviceView, FollowUp, OwnDevice, Store};
 
+/// Messages per archive page when scrolling back.
+pub const HISTORY_PAGE: u32 = 50;
+
 /// The version shown on every screen, so users and testers can tell which build they run.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -42,6 +45,8 @@ pub enum Action {
     Back,
     /// Send a message in the open conversation.
     Send(String),
+    /// Load the open conversation's previous page from the server's archive.
+    LoadEarlier,
     /// We started (`true`) or stopped typing in the open conversation.
     Typing(bool),
     /// Add a contact and ask to see their presence.
@@ -303,6 +308,26 @@ impl App {
         self.refresh_devices(jid);
     }
 
+    /// Asks the archive for the open conversation's previous page (the newest page first).
+    fn load_earlier(&mut self) {
+        let Some(peer) = self.store.active.clone() else {
+            return;
+        };
+        let Some(before) = self.store.next_history_page(&peer) else {
+            return;
+        };
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        let (result, notices) =
+            driver.command(|s| s.archive_query(&peer, before.as_deref(), HISTORY_PAGE));
+        match result {
+            Ok(request) => self.store().history_requested(&peer, request),
+            Err(_) => self.store().history_failed(&peer),
+        }
+        self.apply(notices);
+    }
+
     /// Sends `body` to `peer` unencrypted (the user confirmed it).
     fn send_plaintext(&mut self, peer: BareJid, body: String) {
         let Some(driver) = self.driver.as_mut() else {
@@ -399,8 +424,13 @@ impl App {
                     self.apply(notices);
                 }
                 self.refresh_devices(jid.clone());
+                let first_visit = self.store.history_untouched(&jid);
                 self.store().open(jid);
+                if first_visit {
+                    self.load_earlier();
+                }
             }
+            Action::LoadEarlier => self.load_earlier(),
             Action::Back => self.store().close_conversation(),
             Action::Send(body) => {
                 let Some(peer) = self.store.active.clone() else {

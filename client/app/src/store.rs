@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use sotto_session::omemo::{DeviceInfo, OmemoEvent, SendError, Trust};
 use sotto_session::{
-    Availability, BareJid, ChatMessage, ChatState, Direction, Event, RosterItem, Subscription,
+    Availability, BareJid, ChatMessage, ChatState, Direction, Event, RequestId, RosterItem,
+    Subscription,
 };
 
 /// Most messages kept per conversation in memory; older ones are dropped first.
@@ -89,6 +90,21 @@ pub struct Message {
     pub seq: u64,
 }
 
+/// How far the conversation has been loaded from the server's archive (XEP-0313).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// A page was asked for at least once.
+    pub started: bool,
+    /// The page being loaded.
+    pub loading: Option<RequestId>,
+    /// The archive id of the oldest message loaded (the next page ends before it).
+    pub before: Option<String>,
+    /// Nothing older exists.
+    pub complete: bool,
+    /// Where the next message of the page in flight goes (pages arrive oldest first).
+    insert_at: usize,
+}
+
 /// One conversation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Conversation {
@@ -96,6 +112,8 @@ pub struct Conversation {
     pub messages: Vec<Message>,
     /// The peer is typing.
     pub typing: bool,
+    /// Scroll-back from the archive.
+    pub history: History,
 }
 
 /// One roster entry with what we know of its presence.
@@ -476,6 +494,22 @@ impl Store {
                 None
             }
             OmemoEvent::KeyTransport { from, .. } => Some(from),
+            OmemoEvent::ArchivedMessage {
+                request, message, ..
+            } => {
+                self.add_archived(request, message, true, None);
+                None
+            }
+            OmemoEvent::ArchivedDecryptionFailed {
+                request,
+                message,
+                reason,
+                ..
+            } => {
+                let why = crate::text::decrypt_failure(&reason);
+                self.add_archived(request, message, true, Some(why));
+                None
+            }
             // Published, Sent: nothing to show (acks and receipts tell the message's fate).
             _ => None,
         }
@@ -485,6 +519,104 @@ impl Store {
     pub fn forget_request(&mut self, jid: &BareJid) {
         self.requests.retain(|r| r != jid);
         self.touch();
+    }
+
+    /// The `before` of the next archive page to ask for `peer`, or `None` when no page should
+    /// be asked for now (one is loading, or nothing older exists).
+    pub fn next_history_page(&self, peer: &BareJid) -> Option<Option<String>> {
+        let history = self
+            .conversations
+            .get(peer)
+            .map(|c| c.history.clone())
+            .unwrap_or_default();
+        if history.loading.is_some() || history.complete {
+            return None;
+        }
+        Some(history.before)
+    }
+
+    /// Whether no archive page was asked for `peer` yet.
+    pub fn history_untouched(&self, peer: &BareJid) -> bool {
+        self.conversations
+            .get(peer)
+            .is_none_or(|c| !c.history.started)
+    }
+
+    /// Records that an archive page for `peer` is on its way.
+    pub fn history_requested(&mut self, peer: &BareJid, request: RequestId) {
+        let history = &mut self.conversations.entry(peer.clone()).or_default().history;
+        history.started = true;
+        history.loading = Some(request);
+        history.insert_at = 0;
+        self.touch();
+    }
+
+    /// An archive page could not be asked for (offline): let the user try again.
+    pub fn history_failed(&mut self, peer: &BareJid) {
+        if let Some(c) = self.conversations.get_mut(peer) {
+            c.history.loading = None;
+        }
+        self.touch();
+    }
+
+    /// Adds a message of the page in flight `request` in front of what the conversation holds
+    /// (after the page's earlier messages). Returns whether a page was waiting for it.
+    fn add_archived(
+        &mut self,
+        request: RequestId,
+        message: ChatMessage,
+        encrypted: bool,
+        error: Option<String>,
+    ) -> bool {
+        let seq = self.next_seq();
+        let Some(conversation) = self
+            .conversations
+            .values_mut()
+            .find(|c| c.history.loading == Some(request))
+        else {
+            return false;
+        };
+        let body = message.body.filter(|b| !b.is_empty()).unwrap_or_default();
+        if body.is_empty() && error.is_none() {
+            return true;
+        }
+        // Messages that arrived live (or were sent from here) are in the archive too.
+        if let Some(id) = &message.id {
+            if conversation
+                .messages
+                .iter()
+                .any(|m| m.direction == message.direction && m.id.as_ref() == Some(id))
+            {
+                return true;
+            }
+        }
+        if conversation.messages.len() >= MAX_MESSAGES_PER_CONVERSATION {
+            conversation.history.complete = true;
+            return true;
+        }
+        let at = conversation
+            .history
+            .insert_at
+            .min(conversation.messages.len());
+        let incoming = message.direction == Direction::Incoming;
+        conversation.messages.insert(
+            at,
+            Message {
+                id: message.id,
+                direction: message.direction,
+                body,
+                encrypted,
+                state: if incoming {
+                    DeliveryState::Received
+                } else {
+                    DeliveryState::Sent
+                },
+                error,
+                seq,
+            },
+        );
+        conversation.history.insert_at = at + 1;
+        true
     }
 
     /// Whether [`Store::apply`] does anything with `event` (the others leave it untouched).
@@ -503,6 +635,8 @@ impl Store {
                 | Event::Receipt { .. }
                 | Event::ChatState { .. }
                 | Event::MessageError { .. }
+                | Event::ArchivedMessage { .. }
+                | Event::ArchiveFinished { .. }
         )
     }
 
@@ -619,6 +753,28 @@ impl Store {
                     self.update_outgoing(&id, |_| DeliveryState::Failed);
                 }
                 self.notice = Some(crate::text::message_error(&condition));
+            }
+            Event::ArchivedMessage {
+                request, message, ..
+            } => {
+                self.add_archived(request, message, false, None);
+            }
+            Event::ArchiveFinished {
+                request,
+                complete,
+                first,
+            } => {
+                if let Some(c) = self
+                    .conversations
+                    .values_mut()
+                    .find(|c| c.history.loading == Some(request))
+                {
+                    c.history.loading = None;
+                    c.history.complete |= complete || first.is_none();
+                    if first.is_some() {
+                        c.history.before = first;
+                    }
+                }
             }
             // Connection changes are reported by the driver, which knows about the transport.
             _ => {}
@@ -816,6 +972,60 @@ mod tests {
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
         store.apply(Event::Message(chat("bob@x/phone", "b2", "again")));
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
+    }
+
+    #[test]
+    fn archive_pages_go_in_front_in_order_without_duplicates() {
+        let mut store = Store::signing_in(jid("me@x"));
+        let bob = jid("bob@x");
+        store.apply(Event::Message(chat("bob@x/phone", "m3", "live")));
+        assert!(store.history_untouched(&bob));
+        assert_eq!(store.next_history_page(&bob), Some(None));
+        store.history_requested(&bob, RequestId(1));
+        assert_eq!(store.next_history_page(&bob), None, "one page at a time");
+        let archived = |id: &str, body: &str| Event::ArchivedMessage {
+            request: RequestId(1),
+            archive_id: format!("a-{id}"),
+            message: chat("bob@x/phone", id, body),
+        };
+        store.apply(archived("m1", "first"));
+        store.apply(archived("m2", "second"));
+        store.apply(archived("m3", "live")); // the live one again
+        store.apply(Event::ArchiveFinished {
+            request: RequestId(1),
+            complete: false,
+            first: Some("a-m1".into()),
+        });
+        let bodies: Vec<&str> = store.conversations[&bob]
+            .messages
+            .iter()
+            .map(|m| m.body.as_str())
+            .collect();
+        assert_eq!(bodies, ["first", "second", "live"]);
+        assert_eq!(store.next_history_page(&bob), Some(Some("a-m1".into())));
+        // The next page goes in front of the first.
+        store.history_requested(&bob, RequestId(2));
+        store.apply(Event::ArchivedMessage {
+            request: RequestId(2),
+            archive_id: "a-m0".into(),
+            message: chat("bob@x/phone", "m0", "zeroth"),
+        });
+        // A result of a query we did not make (or an old one) is ignored.
+        store.apply(archived("m9", "stray"));
+        store.apply(Event::ArchiveFinished {
+            request: RequestId(2),
+            complete: true,
+            first: Some("a-m0".into()),
+        });
+        let messages = &store.conversations[&bob].messages;
+        assert_eq!(messages.len(), 4);
+        assert_eq!(messages[0].body, "zeroth");
+        assert_eq!(store.next_history_page(&bob), None, "nothing older");
+        // Archived messages are history: no unread count, no announcement.
+        assert_eq!(
+            store.announcement,
+            crate::text::new_message("bob@x", "live")
+        );
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub const CHAT_SEND: &str = "Send";
 pub const CHAT_NO_MESSAGES: &str = "No messages yet. Say hello!";
 pub const CHAT_TYPING: &str = "is typing…";
 pub const CHAT_LOG_LABEL: &str = "Messages";
+pub const HISTORY_LOAD: &str = "Load earlier messages";
+pub const HISTORY_LOADING: &str = "Loading earlier messages…";
+pub const HISTORY_START: &str = "Start of the conversation";
 pub const LOCK_E2E: &str = "End-to-end encrypted";
 pub const LOCK_E2E_HINT: &str =
     "Messages are encrypted on this device for the contact's devices and your own (OMEMO). \
