@@ -76,6 +76,7 @@ use crate::error::CommandError;
 use crate::event::{ChatMessage, Event};
 use crate::session::{PepItem, RequestId, Session, MAX_BODY_BYTES};
 
+pub mod temporary;
 pub mod xml;
 
 pub use xml::XmlError;
@@ -426,6 +427,8 @@ pub struct Omemo {
     unanswered: HashMap<(BareJid, u32), u32>,
     /// Whether encrypted archive results are decrypted here.
     archive: bool,
+    /// Whether our device is published as usual, held back or retired ([`temporary`]).
+    publication: temporary::Publication,
 }
 
 impl core::fmt::Debug for Omemo {
@@ -474,6 +477,7 @@ impl Omemo {
             repaired: HashSet::new(),
             unanswered: HashMap::new(),
             archive: false,
+            publication: temporary::Publication::Normal,
         }
     }
 
@@ -798,12 +802,18 @@ impl Omemo {
         self.requests.clear();
         self.published_list = false;
         self.published_bundle = false;
+        if self.publication.defer_online() {
+            return;
+        }
         let own = self.own.clone();
         self.fetch_device_list(session, &own);
         self.publish_bundle(session);
     }
 
     fn publish_bundle(&mut self, session: &mut Session) {
+        if self.publication != temporary::Publication::Normal {
+            return;
+        }
         let node = xml::bundle_node(self.device_id);
         let payload = xml::bundle(&self.account.bundle());
         let result = session.pep_publish(&node, xml::CURRENT, payload, PUBLISH_OPTIONS);
@@ -899,7 +909,7 @@ impl Omemo {
     }
 
     fn on_device_list(&mut self, session: &mut Session, jid: &BareJid, mut devices: Vec<u32>) {
-        if *jid == self.own {
+        if *jid == self.own && self.publication == temporary::Publication::Normal {
             // Re-add our device whenever our list lacks it (XEP-0384 v0.3 §4.2).
             if !devices.contains(&self.device_id) {
                 devices.push(self.device_id);
