@@ -605,3 +605,155 @@ async fn wait_count(b: &Browser, css: &str, n: usize, timeout: Duration) -> Resu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or("none")
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = serde_json::json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Desktop notifications: only after the user turns them on and the browser grants
+/// permission; the sender only, the message text only when the user allows it. The browser's
+/// own `Notification` is used; a pass-through wrapper records what the app passes to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_app_desktop_notifications() -> Result<()> {
+    let dist = dist_dir()?;
+    let prosody = start_prosody("browser-app-notify")?;
+    let bridge = BridgeFixture::start(&prosody, Some(&dist), "").await?;
+    let url = bridge.http_url();
+    with_browser("browser_app_notify", async |alice: &Browser| {
+        login(alice, &url, "alice").await?;
+        type_into(alice, "contact-add-jid", "bob@localhost").await?;
+        click(alice, "contact-add-submit").await?;
+        wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
+        alice
+            .client()
+            .issue_cmd(Cdp {
+                cmd: "Browser.grantPermissions",
+                params: serde_json::json!({ "origin": url, "permissions": ["notifications"] }),
+            })
+            .await
+            .context("granting the notification permission")?;
+        alice
+            .client()
+            .execute(
+                "const Real = window.Notification; window.__shown = []; \
+                 window.Notification = class extends Real { \
+                   constructor(title, options) { super(title, options); \
+                     window.__shown.push([title, (options && options.body) || '']); } };",
+                vec![],
+            )
+            .await?;
+        let shown = async || -> Result<Vec<(String, String)>> {
+            let v = alice
+                .client()
+                .execute("return window.__shown;", vec![])
+                .await?;
+            Ok(v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|p| {
+                            (
+                                p[0].as_str().unwrap_or_default().to_owned(),
+                                p[1].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default())
+        };
+
+        let mut bob =
+            sotto_tests::wsclient::RawClient::connect(&bridge.ws_url(), Some(&url)).await?;
+        bob.login_plain("localhost", "bob", "bob-pass", "raw")
+            .await?;
+        let say = async |bob: &mut sotto_tests::wsclient::RawClient, id: &str, body: &str| {
+            bob.send(&format!(
+                "<message xmlns='jabber:client' to='alice@localhost' type='chat' id='{id}'>\
+                 <body>{body}</body></message>"
+            ))
+            .await
+        };
+
+        // Off by default: a message, no notification.
+        say(&mut bob, "n0", "notify-secret-zero").await?;
+        wait_css_text(alice, "[data-testid=\"unread\"]", "1", STEP).await?;
+        ensure!(shown().await?.is_empty(), "notified without being asked to");
+
+        // Turned on: the sender, not the text.
+        click(alice, "trust-open").await?;
+        click(alice, "notifications-enable").await?;
+        let state = wait_css(
+            alice,
+            "[data-testid=\"notifications-state\"][data-mode=\"private\"]",
+            STEP,
+        )
+        .await
+        .context("notifications not on after permission")?;
+        ensure!(state.text().await?.contains("without message text"));
+        save_screenshot(alice, "notification-settings").await?;
+        say(&mut bob, "n1", "notify-secret-one").await?;
+        wait_css_text(alice, "[data-testid=\"unread\"]", "2", STEP).await?;
+        let list = shown().await?;
+        ensure!(list.len() == 1, "one notification expected: {list:?}");
+        ensure!(list[0].0.contains("bob@localhost"), "{list:?}");
+        ensure!(
+            !list
+                .iter()
+                .any(|(t, b)| t.contains("notify-secret") || b.contains("notify-secret")),
+            "message text in a notification the user did not allow: {list:?}"
+        );
+
+        // Text allowed.
+        click(alice, "notifications-text").await?;
+        wait_css(
+            alice,
+            "[data-testid=\"notifications-state\"][data-mode=\"text\"]",
+            STEP,
+        )
+        .await?;
+        say(&mut bob, "n2", "notify-visible-two").await?;
+        wait_css_text(alice, "[data-testid=\"unread\"]", "3", STEP).await?;
+        let list = shown().await?;
+        ensure!(
+            list.len() == 2 && list[1].1 == "notify-visible-two",
+            "{list:?}"
+        );
+
+        // Off again.
+        click(alice, "notifications-disable").await?;
+        wait_css(
+            alice,
+            "[data-testid=\"notifications-state\"][data-mode=\"off\"]",
+            STEP,
+        )
+        .await?;
+        say(&mut bob, "n3", "notify-after-off").await?;
+        wait_css_text(alice, "[data-testid=\"unread\"]", "4", STEP).await?;
+        ensure!(shown().await?.len() == 2, "notified after turning them off");
+        assert_clean_console(alice).await?;
+        Ok(())
+    })
+    .await?;
+    bridge.stop().await?;
+    Ok(())
+}

@@ -28,7 +28,7 @@ use yew::prelude::*;
 
 use crate::driver::{Driver, Input, Notice};
 use crate::login::Credentials;
-use crate::store::{Connection, DeviceView, FollowUp, OwnDevice, Store};
+use crate::store::{Alert, Connection, DeviceView, FollowUp, NotifyMode, OwnDevice, Store};
 
 /// Messages per archive page when scrolling back.
 pub const HISTORY_PAGE: u32 = 50;
@@ -73,6 +73,14 @@ pub enum Action {
     Distrust(BareJid, u32),
     /// Trust a new device without verifying it.
     AcceptDevice(BareJid, u32),
+    /// Turn desktop notifications on (asks the browser for permission).
+    EnableNotifications,
+    /// The browser answered the permission request.
+    NotificationPermission(bool),
+    /// Show (`true`) or hide the message text in notifications.
+    NotificationText(bool),
+    /// Turn desktop notifications off.
+    DisableNotifications,
     /// Sign out.
     Logout,
 }
@@ -308,6 +316,53 @@ impl App {
         self.refresh_devices(jid);
     }
 
+    /// Shows desktop notifications for new messages the user is not looking at: the sender
+    /// only, or the text too when the user allowed it.
+    fn notify(&self, alerts: Vec<Alert>) {
+        let mode = self.store.notify;
+        if mode == NotifyMode::Off
+            || web_sys::Notification::permission() != web_sys::NotificationPermission::Granted
+        {
+            return;
+        }
+        let document = web_sys::window().and_then(|w| w.document());
+        let away = document
+            .as_ref()
+            .is_none_or(|d| d.hidden() || !d.has_focus().unwrap_or(false));
+        for alert in alerts {
+            if !away && self.store.active.as_ref() == Some(&alert.peer) {
+                continue;
+            }
+            let options = web_sys::NotificationOptions::new();
+            let body = match (&alert.body, mode) {
+                (Some(body), NotifyMode::WithText) => body.as_str(),
+                (None, _) => text::NOTIFICATION_UNDECRYPTABLE,
+                _ => text::NOTIFICATION_PRIVATE,
+            };
+            options.set_body(body);
+            options.set_tag(&format!("sotto:{}", alert.peer));
+            let _ = web_sys::Notification::new_with_options(
+                &text::notification_title(&alert.from),
+                &options,
+            );
+        }
+    }
+
+    /// Asks the browser for permission to show notifications; the answer comes back as an
+    /// action.
+    fn request_notifications(&self) {
+        let on_action = self.on_action.clone();
+        let Ok(promise) = web_sys::Notification::request_permission() else {
+            on_action.emit(Action::NotificationPermission(false));
+            return;
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            let answer = wasm_bindgen_futures::JsFuture::from(promise).await;
+            let granted = answer.ok().and_then(|v| v.as_string()).as_deref() == Some("granted");
+            on_action.emit(Action::NotificationPermission(granted));
+        });
+    }
+
     /// Asks the archive for the open conversation's previous page (the newest page first).
     fn load_earlier(&mut self) {
         let Some(peer) = self.store.active.clone() else {
@@ -382,6 +437,10 @@ impl App {
         }
         for jid in changed_devices {
             self.refresh_devices(jid);
+        }
+        if !self.store.alerts.is_empty() {
+            let alerts = self.store().take_alerts();
+            self.notify(alerts);
         }
         for follow_up in follow_ups {
             match follow_up {
@@ -488,6 +547,24 @@ impl App {
             Action::CloseTrust => self.store().set_trust_open(false),
             Action::Verify(jid, device) => self.decide(jid.clone(), |o| o.verify(&jid, device)),
             Action::Distrust(jid, device) => self.decide(jid.clone(), |o| o.distrust(&jid, device)),
+            Action::EnableNotifications => self.request_notifications(),
+            Action::NotificationPermission(granted) => {
+                let mode = if granted {
+                    NotifyMode::Private
+                } else {
+                    NotifyMode::Off
+                };
+                self.store().set_notify(mode, !granted);
+            }
+            Action::NotificationText(show) => {
+                let mode = if show {
+                    NotifyMode::WithText
+                } else {
+                    NotifyMode::Private
+                };
+                self.store().set_notify(mode, false);
+            }
+            Action::DisableNotifications => self.store().set_notify(NotifyMode::Off, false),
             Action::AcceptDevice(jid, device) => {
                 self.decide(jid.clone(), |o| o.accept(&jid, device))
             }

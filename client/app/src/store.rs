@@ -17,6 +17,31 @@ pub const MAX_MESSAGES_PER_CONVERSATION: usize = 2000;
 pub const MAX_REQUESTS: usize = 200;
 /// Most unanswered "new device" warnings kept.
 pub const MAX_TRUST_ALERTS: usize = 100;
+/// Most desktop notifications waiting to be shown.
+pub const MAX_ALERTS: usize = 20;
+
+/// Desktop notifications, as the user chose them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyMode {
+    /// None.
+    #[default]
+    Off,
+    /// Who wrote, never what.
+    Private,
+    /// Who wrote and the message text (the user allowed it).
+    WithText,
+}
+
+/// A new message to announce with a desktop notification (the app drains these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// Whose conversation.
+    pub peer: BareJid,
+    /// The sender's name.
+    pub from: String,
+    /// The text; `None` when it could not be decrypted.
+    pub body: Option<String>,
+}
 
 /// The connection as the user sees it. `label` is the exact text of the `connection-state` hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +297,12 @@ pub struct Store {
     pub trust_open: bool,
     /// The last message sequence number handed out.
     last_seq: u64,
+    /// Desktop notifications.
+    pub notify: NotifyMode,
+    /// The browser refused permission for notifications.
+    pub notify_blocked: bool,
+    /// New incoming messages not yet offered as notifications.
+    pub alerts: Vec<Alert>,
 }
 
 impl PartialEq for Store {
@@ -434,6 +465,19 @@ impl Store {
         }
         self.touch();
         Some(prompt)
+    }
+
+    /// Sets the notification mode (and whether the browser blocked them).
+    pub fn set_notify(&mut self, mode: NotifyMode, blocked: bool) {
+        self.notify = mode;
+        self.notify_blocked = blocked;
+        self.alerts.clear();
+        self.touch();
+    }
+
+    /// Takes the messages waiting to be announced (no re-render needed).
+    pub fn take_alerts(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.alerts)
     }
 
     /// Opens or closes the trust screen.
@@ -866,6 +910,13 @@ impl Store {
                 Some(_) => crate::text::new_undecryptable(&name),
                 None => crate::text::new_message(&name, &body),
             };
+            if self.notify != NotifyMode::Off && self.alerts.len() < MAX_ALERTS {
+                self.alerts.push(Alert {
+                    peer: peer.clone(),
+                    from: name,
+                    body: error.is_none().then(|| body.clone()),
+                });
+            }
             if !active {
                 if let Some(contact) = self.contacts.get_mut(&peer) {
                     contact.unread = contact.unread.saturating_add(1);
@@ -1026,6 +1077,31 @@ mod tests {
             store.announcement,
             crate::text::new_message("bob@x", "live")
         );
+    }
+
+    #[test]
+    fn alerts_only_when_notifications_are_on() {
+        let mut store = Store::signing_in(jid("me@x"));
+        store.apply(Event::Message(chat("bob@x/phone", "m1", "one")));
+        assert!(store.alerts.is_empty());
+        store.set_notify(NotifyMode::Private, false);
+        store.apply(Event::Message(chat("bob@x/phone", "m2", "two")));
+        store.apply_omemo(OmemoEvent::DecryptionFailed {
+            message: chat("bob@x/phone", "m3", "fallback"),
+            device: None,
+            reason: sotto_session::omemo::DecryptFailure::NoSession,
+        });
+        let alerts = store.take_alerts();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].body.as_deref(), Some("two"));
+        assert_eq!(
+            alerts[1].body, None,
+            "no text for what could not be decrypted"
+        );
+        assert!(store.alerts.is_empty());
+        store.set_notify(NotifyMode::Off, false);
+        store.apply(Event::Message(chat("bob@x/phone", "m4", "four")));
+        assert!(store.alerts.is_empty());
     }
 
     #[test]

@@ -107,6 +107,24 @@ pub const TRUST_VERIFY: &str = "Verify";
 pub const TRUST_DISTRUST: &str = "Distrust";
 pub const TRUST_ACCEPT: &str = "Trust";
 pub const TRUST_REVIEW: &str = "Review";
+pub const NOTIFY_HEADING: &str = "Desktop notifications";
+pub const NOTIFY_OFF: &str = "Off";
+pub const NOTIFY_PRIVATE: &str = "On, without message text";
+pub const NOTIFY_WITH_TEXT: &str = "On, with message text";
+pub const NOTIFY_BLOCKED: &str =
+    "Blocked by the browser. Allow notifications for this site in the browser's settings.";
+pub const NOTIFY_ENABLE: &str = "Turn on";
+pub const NOTIFY_DISABLE: &str = "Turn off";
+pub const NOTIFY_SHOW_TEXT: &str =
+    "Show the message text in notifications (others near your screen can read it)";
+pub const NOTIFICATION_PRIVATE: &str = "Open Sotto to read it.";
+pub const NOTIFICATION_UNDECRYPTABLE: &str = "A message that could not be decrypted.";
+
+/// A desktop notification's title.
+pub fn notification_title(from: &str) -> String {
+    format!("New message from {from}")
+}
+
 pub const TRUST_NO_CHAT: &str = "Open a conversation to see that contact's devices here.";
 
 /// The heading of a contact's devices.

@@ -10,7 +10,7 @@ use sotto_session::BareJid;
 use web_sys::HtmlElement;
 use yew::prelude::*;
 
-use crate::store::{DeviceView, Store};
+use crate::store::{DeviceView, NotifyMode, Store};
 use crate::{text, Action};
 
 /// The quiet zone around the QR code, in modules (the standard asks for four).
@@ -224,8 +224,53 @@ pub fn trust_dialog(props: &Props) -> Html {
                     <p class="hint">{ text::TRUST_NO_CHAT }</p>
                 }
                 { for contacts.iter().map(contact_section) }
+                { notifications(store, &props.on_action) }
             </div>
         </div>
+    }
+}
+
+/// The notification settings: off, or on with or without the message text.
+fn notifications(store: &Store, on_action: &Callback<Action>) -> Html {
+    let state = match store.notify {
+        _ if store.notify_blocked => text::NOTIFY_BLOCKED,
+        NotifyMode::Off => text::NOTIFY_OFF,
+        NotifyMode::Private => text::NOTIFY_PRIVATE,
+        NotifyMode::WithText => text::NOTIFY_WITH_TEXT,
+    };
+    let mode = match store.notify {
+        NotifyMode::Off => "off",
+        NotifyMode::Private => "private",
+        NotifyMode::WithText => "text",
+    };
+    let on = store.notify != NotifyMode::Off;
+    let toggle_text = on_action.reform(|e: Event| {
+        Action::NotificationText(
+            e.target_dyn_into::<web_sys::HtmlInputElement>()
+                .is_some_and(|i| i.checked()),
+        )
+    });
+    html! {
+        <section class="trust-notify" aria-labelledby="notify-heading">
+            <h3 id="notify-heading">{ text::NOTIFY_HEADING }</h3>
+            <p data-testid="notifications-state" data-mode={mode}>{ state }</p>
+            if on {
+                <label class="check">
+                    <input type="checkbox" data-testid="notifications-text"
+                        checked={store.notify == NotifyMode::WithText} onchange={toggle_text} />
+                    { text::NOTIFY_SHOW_TEXT }
+                </label>
+                <button type="button" class="button subtle" data-testid="notifications-disable"
+                    onclick={on_action.reform(|_: MouseEvent| Action::DisableNotifications)}>
+                    { text::NOTIFY_DISABLE }
+                </button>
+            } else {
+                <button type="button" class="button subtle" data-testid="notifications-enable"
+                    onclick={on_action.reform(|_: MouseEvent| Action::EnableNotifications)}>
+                    { text::NOTIFY_ENABLE }
+                </button>
+            }
+        </section>
     }
 }
 
