@@ -10,12 +10,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sotto_session::native::{Client, DriverError, WaitError};
+use sotto_session::omemo::temporary::{
+    KdfParams, Role, TemporaryDevices, TemporaryEvent, DEFAULT_RETIRE_TIMEOUT,
+};
 use sotto_session::omemo::{Omemo, OmemoEvent, StoredDevice, Trust};
 use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
 use zeroize::Zeroizing;
 
 const USAGE: &str = "\
-usage: sotto --service URL --jid JID [--ca FILE] [--store DIR] [--resource NAME] COMMAND
+usage: sotto --service URL --jid JID [--ca FILE] [--store DIR | --temporary] [--resource NAME] COMMAND
 
 The password is read from SOTTO_PASSWORD, or prompted for on a terminal; never from a flag.
 
@@ -35,6 +38,9 @@ Commands:
 
 --store DIR keeps this device's OMEMO identity (DIR/omemo.json, mode 0600); without it every
 run is a new OMEMO device. It also keeps the sessions and the trust in contacts' devices.
+--temporary makes this run's OMEMO device temporary: recorded (sealed with the password) in a
+private PEP node before it is published, removed from the device list with its bundle when the
+command ends, and removed by the account's next login if this run dies first.
   roster                         print the roster, one JSON line per contact
   add JID | remove JID           add a contact (and ask to see their presence) / remove one
   approve JID | deny JID         answer a contact's subscription request
@@ -89,6 +95,7 @@ struct Options {
     ca: Option<PathBuf>,
     store: Option<PathBuf>,
     resource: Option<String>,
+    temporary: bool,
     command: Vec<String>,
 }
 
@@ -99,6 +106,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Failure> {
     let mut ca = None;
     let mut store = None;
     let mut resource = None;
+    let mut temporary = false;
     let mut command = Vec::new();
     let mut iter = args.into_iter();
     while let Some(arg) = iter.next() {
@@ -108,6 +116,7 @@ fn parse_args(args: Vec<String>) -> Result<Options, Failure> {
             "--ca" => ca = iter.next().map(PathBuf::from),
             "--store" => store = iter.next().map(PathBuf::from),
             "--resource" => resource = iter.next(),
+            "--temporary" => temporary = true,
             "--password" => {
                 return Err(usage(
                     "passwords are never taken from flags: set SOTTO_PASSWORD",
@@ -130,12 +139,16 @@ fn parse_args(args: Vec<String>) -> Result<Options, Failure> {
     if command.is_empty() {
         return Err(usage("no command given"));
     }
+    if temporary && store.is_some() {
+        return Err(usage("--temporary and --store exclude each other"));
+    }
     Ok(Options {
         service,
         jid,
         ca,
         store,
         resource,
+        temporary,
         command,
     })
 }
@@ -215,9 +228,10 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
             ))
         }
     }
+    let password = password()?;
     let config = Config {
         jid: options.jid.clone(),
-        password: password()?,
+        password: password.clone(),
         resource: options.resource.clone(),
         allow_plain: false,
         service: None,
@@ -227,14 +241,28 @@ async fn run(args: Vec<String>) -> Result<(), Failure> {
     if matches!(verb, "listen" | "devices" | "fingerprints" | "history")
         || (verb == "send" && !plaintext)
     {
-        let omemo = load_omemo(&options)?;
+        let mut omemo = load_omemo(&options)?;
+        let kiosk = options.temporary.then(|| {
+            TemporaryDevices::new(
+                Role::Temporary,
+                &mut omemo,
+                &password,
+                KdfParams::BROWSER,
+                &mut rand::rngs::OsRng,
+            )
+        });
         let mut e2e = E2e {
             client,
             omemo,
+            kiosk,
             out: VecDeque::new(),
         };
         e2e.omemo.attach(e2e.client.session());
-        let result = e2e.run(verb, &command).await;
+        let mut result = e2e.run(verb, &command).await;
+        if e2e.kiosk.is_some() {
+            let retired = e2e.retire().await;
+            result = result.and(retired);
+        }
         // What the server stored for us meanwhile has been read: used prekeys can go.
         e2e.omemo.catch_up_done();
         save_omemo(&options, &e2e.omemo)?;
@@ -449,12 +477,15 @@ fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
 enum Out {
     Session(Event),
     Omemo(OmemoEvent),
+    Kiosk(TemporaryEvent),
 }
 
 /// The client with OMEMO beside its session (polling order of `sotto_session::omemo`).
 struct E2e {
     client: Client,
     omemo: Omemo,
+    /// With `--temporary`: the lifecycle of this temporary device.
+    kiosk: Option<TemporaryDevices>,
     out: VecDeque<Out>,
 }
 
@@ -471,8 +502,18 @@ impl E2e {
                 }
                 None => self.client.next_event().await?,
             };
-            if let Some(event) = self.omemo.handle_event(self.client.session(), event) {
+            let session = self.client.session();
+            let event = match self.kiosk.as_mut() {
+                Some(kiosk) => kiosk.handle_event(session, &mut self.omemo, event),
+                None => Some(event),
+            };
+            if let Some(event) = event.and_then(|e| self.omemo.handle_event(session, e)) {
                 self.out.push_back(Out::Session(event));
+            }
+            if let Some(kiosk) = self.kiosk.as_mut() {
+                while let Some(event) = kiosk.poll_event() {
+                    self.out.push_back(Out::Kiosk(event));
+                }
             }
             while let Some(event) = self.omemo.poll_event() {
                 self.out.push_back(Out::Omemo(event));
@@ -481,11 +522,45 @@ impl E2e {
         }
     }
 
+    /// Retires the temporary device (leaves the device list, deletes its bundle and its entry
+    /// in the record), within a bounded time.
+    async fn retire(&mut self) -> Result<(), Failure> {
+        let Some(kiosk) = self.kiosk.as_mut() else {
+            return Ok(());
+        };
+        let start = sotto_session::Instant::from_millis(0);
+        kiosk.retire(
+            self.client.session(),
+            &mut self.omemo,
+            start,
+            DEFAULT_RETIRE_TIMEOUT,
+        );
+        self.client.flush().await?;
+        let deadline = Some(Instant::now() + DEFAULT_RETIRE_TIMEOUT);
+        let failed = |why: String| {
+            Failure(
+                EXIT_FAILURE,
+                format!("could not retire the temporary device ({why}); the account's next login removes it"),
+            )
+        };
+        loop {
+            match self.next(deadline).await {
+                Ok(Out::Kiosk(TemporaryEvent::Retired)) => return Ok(()),
+                Ok(Out::Kiosk(TemporaryEvent::RetireFailed { reason })) => {
+                    return Err(failed(reason.to_string()))
+                }
+                Ok(_) => {}
+                Err(Failure(_, why)) => return Err(failed(why)),
+            }
+        }
+    }
+
     async fn run(&mut self, verb: &str, command: &[String]) -> Result<(), Failure> {
         // Online; our device list and bundle are published meanwhile. For `devices` and
         // `fingerprints`, wait until they are, so that the device is reachable afterwards.
         let deadline = Some(Instant::now() + LOGIN_TIMEOUT);
-        let wait_published = matches!(verb, "devices" | "fingerprints");
+        // A temporary device is recorded and published before anything else.
+        let wait_published = matches!(verb, "devices" | "fingerprints") || self.kiosk.is_some();
         loop {
             match self.next(deadline).await? {
                 Out::Session(Event::LoginFailed(e)) => return Err(WaitError::Login(e).into()),
@@ -499,6 +574,12 @@ impl E2e {
                     return Err(Failure(
                         EXIT_FAILURE,
                         format!("cannot publish this OMEMO device: {condition}"),
+                    ))
+                }
+                Out::Kiosk(TemporaryEvent::RecordFailed { condition }) => {
+                    return Err(Failure(
+                        EXIT_FAILURE,
+                        format!("cannot record the temporary OMEMO device, so it is not published: {condition}"),
                     ))
                 }
                 _ => {}
