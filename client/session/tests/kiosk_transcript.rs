@@ -462,3 +462,69 @@ fn retiring_ends_within_its_deadline_when_the_server_does_not_answer() {
     assert_eq!(dev.kiosk.poll_timeout(), None);
     assert!(dev.omemo.is_retired());
 }
+
+/// A record sealed the way the manager seals it (format byte, then ids little-endian).
+fn sealed_record(owner: &str, password: &str, ids: &[u32]) -> Element {
+    let mut plain = vec![1u8];
+    for id in ids {
+        plain.extend_from_slice(&id.to_le_bytes());
+    }
+    let context = format!("{NODE} {owner}");
+    let sealed = sotto_vault::PassphraseBox::seal(
+        password.as_bytes(),
+        KdfParams::MINIMUM,
+        context.as_bytes(),
+        &plain,
+        &mut ChaCha20Rng::seed_from_u64(99),
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(sealed.to_bytes());
+    Element::builder("devices", NS).append(text).build()
+}
+
+#[test]
+fn a_record_is_bounded_and_invalid_ids_in_it_are_ignored() {
+    let mut world = World::default();
+    let mut ids: Vec<u32> = (1000..1040).collect();
+    ids.insert(0, 0);
+    ids.insert(1, 0x8000_0000);
+    ids.insert(2, 1000); // a duplicate
+    world.pep.insert(
+        ("alice@localhost".into(), NODE.into()),
+        sealed_record("alice@localhost", PASSWORD, &ids),
+    );
+    let p = world.add(login("alice", "laptop", 30, Role::Permanent, PASSWORD));
+    world.run();
+    let events = world.devs[p].kiosk_events();
+    let Some(TemporaryEvent::CleanedUp { devices }) = events.first() else {
+        panic!("{events:?}");
+    };
+    assert_eq!(*devices, (1000..1032).collect::<Vec<u32>>());
+    assert_eq!(events.get(1), Some(&TemporaryEvent::Ready));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Whatever the server returns as the record, the manager reports it unreadable (or empty)
+    /// and never panics; a temporary device records itself anyway.
+    #[test]
+    fn arbitrary_records_never_panic(text in "\\PC{0,300}", name in "[a-z]{1,8}") {
+        let mut world = World::default();
+        world.pep.insert(
+            ("alice@localhost".into(), NODE.into()),
+            Element::builder(name.as_str(), NS).append(text.as_str()).build(),
+        );
+        let k = world.add(login("alice", "kiosk", 40, Role::Temporary, PASSWORD));
+        world.run();
+        let events = world.devs[k].kiosk_events();
+        proptest::prop_assert_eq!(
+            events,
+            vec![
+                TemporaryEvent::RecordUnreadable,
+                TemporaryEvent::Recorded,
+                TemporaryEvent::Ready
+            ]
+        );
+    }
+}
