@@ -9,6 +9,7 @@
 //!   A → server → B, then B's answer B → server → A, timed at A: two chat messages routed by
 //!   Prosody. First a closed loop (`--window` round trips in flight per pair) for the maximum
 //!   rate, then an open loop at half the lower of the two maxima for the latency percentiles.
+//!   Prosody's Nagle algorithm is turned off unless `--prosody-nagle on` (docs/OPERATIONS.md).
 //! - (b) The bridge against a minimal plaintext upstream that echoes stanzas, against a bare
 //!   tokio WebSocket ⇄ TCP byte pipe in front of the same upstream. Same two phases.
 //! - (c) The bridge process's resident memory (VmRSS) before and after opening N idle sessions,
@@ -19,6 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -42,6 +44,11 @@ pub struct BenchOptions {
     pub idle: Vec<usize>,
     /// Which figures: any of 'a', 'b', 'c'.
     pub only: Vec<char>,
+    /// Scheduling priority of every benchmark process (`nice -n`; negative needs root), so
+    /// other work on the machine disturbs the figures less. 0 leaves it alone.
+    pub nice: i32,
+    /// Leave Prosody's Nagle algorithm on (its default) in (a); off otherwise.
+    pub prosody_nagle: bool,
 }
 
 impl Default for BenchOptions {
@@ -50,9 +57,11 @@ impl Default for BenchOptions {
             pairs: 50,
             seconds: 10.0,
             warmup: 2.0,
-            window: 4,
+            window: 1,
             idle: vec![1000, 5000],
             only: vec!['a', 'b', 'c'],
+            nice: 0,
+            prosody_nagle: false,
         }
     }
 }
@@ -81,6 +90,19 @@ impl BenchOptions {
                         .map(|n| n.trim().parse::<usize>())
                         .collect::<Result<_, _>>()
                         .map_err(|_| anyhow!("--idle takes counts like 1000,5000"))?;
+                }
+                "--nice" => {
+                    opts.nice = match value.parse::<i32>() {
+                        Ok(n) if (-20..=19).contains(&n) => n,
+                        _ => bail!("--nice takes -20..19, not {value:?}"),
+                    };
+                }
+                "--prosody-nagle" => {
+                    opts.prosody_nagle = match *value {
+                        "on" => true,
+                        "off" => false,
+                        _ => bail!("--prosody-nagle takes on or off"),
+                    };
                 }
                 "--only" => {
                     opts.only = value.split(',').filter_map(|s| s.chars().next()).collect();
@@ -122,9 +144,17 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let dir = fresh_dir("bench", "bridge")?;
     println!("machine: {}", machine_description());
     println!(
-        "options: pairs={} seconds={} warmup={} window={} idle={:?}",
-        opts.pairs, opts.seconds, opts.warmup, opts.window, opts.idle
+        "options: pairs={} seconds={} warmup={} window={} idle={:?} nice={} prosody-nagle={}",
+        opts.pairs,
+        opts.seconds,
+        opts.warmup,
+        opts.window,
+        opts.idle,
+        opts.nice,
+        if opts.prosody_nagle { "on" } else { "off" }
     );
+    NICE.store(opts.nice, Ordering::Relaxed);
+    println!("load average at start: {}", load_average());
     let mut summary = Vec::new();
     if opts.only.contains(&'a') {
         summary.extend(bench_a(&bins, &dir, opts)?);
@@ -136,13 +166,24 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         summary.extend(bench_c(&bins, &dir, opts)?);
     }
     println!(
-        "\nbench finished in {:.0} s",
-        started.elapsed().as_secs_f64()
+        "\nbench finished in {:.0} s; load average at the end: {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
     );
     for line in summary {
         println!("{line}");
     }
     Ok(())
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures: other work on the machine skews every number.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 struct Bins {
@@ -202,20 +243,50 @@ fn nofile_limits() -> (u64, u64) {
 
 /// A command for `program`, run under `prlimit` when it needs more descriptors than the
 /// inherited soft limit allows.
+/// And under `nice -n N` when `--nice N` was given (`nice` and `prlimit` exec the program, so
+/// the child's pid is the program's).
 fn command_with_nofile(program: &Path, need: u64) -> Result<Command> {
     let (soft, hard) = nofile_limits();
-    if need <= soft {
-        return Ok(Command::new(program));
-    }
     if need > hard {
         bail!(
             "this needs {need} open files per process but the hard limit is {hard}; \
              raise it (e.g. `ulimit -Hn {need}` as root) or use smaller --idle counts"
         );
     }
-    let mut cmd = Command::new("prlimit");
-    cmd.arg(format!("--nofile={need}:{hard}")).arg(program);
+    let nice = NICE.load(Ordering::Relaxed);
+    let mut cmd = if nice != 0 {
+        let mut cmd = Command::new("nice");
+        cmd.arg("-n").arg(nice.to_string());
+        cmd
+    } else if need > soft {
+        Command::new("prlimit")
+    } else {
+        return Ok(Command::new(program));
+    };
+    if nice != 0 && need > soft {
+        cmd.arg("prlimit");
+    }
+    if need > soft {
+        cmd.arg(format!("--nofile={need}:{hard}"));
+    }
+    cmd.arg(program);
     Ok(cmd)
+}
+
+/// The `--nice` value for every process of the benchmark (0: unchanged).
+static NICE: AtomicI32 = AtomicI32::new(0);
+
+/// Gives an already running process (Prosody) the `--nice` priority.
+fn renice(pid: u32) -> Result<()> {
+    let nice = NICE.load(Ordering::Relaxed);
+    if nice != 0 {
+        run_command(
+            Command::new("renice")
+                .args(["-n", &nice.to_string(), "-p", &pid.to_string()])
+                .stdout(Stdio::null()),
+        )?;
+    }
+    Ok(())
 }
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped. Its stdin is held open: the
@@ -405,10 +476,28 @@ fn load(bins: &Bins, sessions: usize, args: &[String]) -> Result<LoadResult> {
     ))
 }
 
+/// The `cpu_NAME_us_per_rt` figures of a result, as `NAME=µs` pairs.
+fn cpu_figures(r: &LoadResult) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> =
+        r.0.iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("cpu_")
+                    .and_then(|k| k.strip_suffix("_us_per_rt"))
+                    .map(|name| (name.to_owned(), *v))
+            })
+            .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
 fn describe(label: &str, r: &LoadResult) -> String {
+    let cpu: Vec<String> = cpu_figures(r)
+        .iter()
+        .map(|(name, us)| format!("{name} {us:.1}"))
+        .collect();
     format!(
-        "  {label:<34} {:>9.0} msgs/s ({:>8.0} round trips/s)  p50 {:>7.0} µs  p90 {:>7.0} µs  \
-         p99 {:>7.0} µs  max {:>7.0} µs  samples {:.0}  lost {:.0}",
+        "  {label:<12} {:>7.0} msgs/s ({:>6.0} round trips/s)  p50 {:>6.0} µs  p90 {:>6.0} µs  \
+         p99 {:>6.0} µs  max {:>6.0} µs  n {:.0}  lost {:.0}  CPU µs/round trip: {}",
         r.get("msgs_per_s"),
         r.get("rt_per_s"),
         r.get("p50_us"),
@@ -417,7 +506,33 @@ fn describe(label: &str, r: &LoadResult) -> String {
         r.get("max_us"),
         r.get("samples"),
         r.get("lost"),
+        cpu.join(", "),
     )
+}
+
+/// One side of a comparison: a label, the load generator's arguments, and the processes whose
+/// CPU time is measured (name, pid).
+struct Target {
+    label: &'static str,
+    args: Vec<String>,
+    cpu: Vec<(&'static str, u32)>,
+}
+
+impl Target {
+    fn args_with(&self, extra: &[String]) -> Vec<String> {
+        let mut a = self.args.clone();
+        a.extend_from_slice(extra);
+        if !self.cpu.is_empty() {
+            let list: Vec<String> = self
+                .cpu
+                .iter()
+                .map(|(name, pid)| format!("{name}:{pid}"))
+                .collect();
+            a.push("--cpu".into());
+            a.push(list.join(","));
+        }
+        a
+    }
 }
 
 /// A comparison of two targets: throughput (closed loop), then latency (open loop at half the
@@ -426,8 +541,8 @@ fn compare(
     bins: &Bins,
     opts: &BenchOptions,
     fig: &str,
-    base: (&str, Vec<String>),
-    subject: (&str, Vec<String>),
+    base: Target,
+    subject: Target,
     sessions: usize,
 ) -> Result<Vec<String>> {
     let timing = |extra: &[String]| -> Vec<String> {
@@ -446,11 +561,9 @@ fn compare(
         opts.window, opts.seconds
     );
     let mut tput = Vec::new();
-    for (label, args) in [&base, &subject] {
-        let mut a = args.clone();
-        a.extend(timing(&window));
-        let r = load(bins, sessions, &a)?;
-        println!("{}", describe(label, &r));
+    for target in [&base, &subject] {
+        let r = load(bins, sessions, &target.args_with(&timing(&window)))?;
+        println!("{}", describe(target.label, &r));
         tput.push(r);
     }
     let rate = 0.5 * tput[0].get("rt_per_s").min(tput[1].get("rt_per_s"));
@@ -463,14 +576,12 @@ fn compare(
     );
     let mut lat = Vec::new();
     let rate_arg = vec!["--rate".to_owned(), format!("{rate:.1}")];
-    for (label, args) in [&base, &subject] {
-        let mut a = args.clone();
-        a.extend(timing(&rate_arg));
-        let r = load(bins, sessions, &a)?;
-        println!("{}", describe(label, &r));
+    for target in [&base, &subject] {
+        let r = load(bins, sessions, &target.args_with(&timing(&rate_arg)))?;
+        println!("{}", describe(target.label, &r));
         lat.push(r);
     }
-    let (b, s) = (base.0, subject.0);
+    let (b, s) = (base.label, subject.label);
     let line = |key: &str, rs: &[LoadResult], extra: String| {
         let (x, y) = (rs[0].get(key), rs[1].get(key));
         format!(
@@ -478,10 +589,27 @@ fn compare(
             y / x
         )
     };
+    // CPU per round trip in the throughput runs, summed over the watched processes.
+    let cpu_total = |r: &LoadResult| cpu_figures(r).iter().map(|(_, us)| us).sum::<f64>();
+    let cpu_parts = |r: &LoadResult| -> String {
+        cpu_figures(r)
+            .iter()
+            .map(|(name, us)| format!("{name}:{us:.1}"))
+            .collect::<Vec<_>>()
+            .join("+")
+    };
     Ok(vec![
         line("msgs_per_s", &tput, String::new()),
         line("p50_us", &lat, format!(" at_rt_per_s={rate:.0}")),
         line("p99_us", &lat, format!(" at_rt_per_s={rate:.0}")),
+        format!(
+            "SUMMARY {fig}.cpu_us_per_round_trip {b}={:.1} {s}={:.1} ratio={:.3} ({b}: {}; {s}: {})",
+            cpu_total(&tput[0]),
+            cpu_total(&tput[1]),
+            cpu_total(&tput[1]) / cpu_total(&tput[0]),
+            cpu_parts(&tput[0]),
+            cpu_parts(&tput[1]),
+        ),
     ])
 }
 
@@ -499,6 +627,29 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         domain: "localhost".into(),
         websocket: true,
     })?;
+    renice(prosody.pid())?;
+    if opts.prosody_nagle {
+        println!("  Prosody with its default network settings (Nagle's algorithm on)");
+    } else {
+        // Prosody re-reads network_settings on SIGHUP; new connections get TCP_NODELAY.
+        let mut cfg = std::fs::read_to_string(prosody.config_file())?;
+        cfg.push_str("\n-- cargo xtask bench\nHost \"*\"\nnetwork_settings = { nagle = false }\n");
+        std::fs::write(prosody.config_file(), cfg)?;
+        sotto_tests::ports::send_signal(prosody.pid(), "HUP", false);
+        let log = prosody.log_file();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("Reloading configuration file")
+        {
+            if Instant::now() > deadline {
+                bail!("Prosody did not reload its configuration");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        println!("  Prosody with network_settings = {{ nagle = false }} (see --prosody-nagle)");
+    }
     prosody.register("alice", "alice-pass")?;
     prosody.register("bob", "bob-pass")?;
     let prosody_ws = prosody
@@ -509,7 +660,7 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         prosody.c2s_addr().port(),
         toml_path(prosody.ca_file())
     );
-    let (_bridge, bridge_addr) = start_bridge(bins, dir, "bridge-a", &upstream, 2 * opts.pairs)?;
+    let (bridge, bridge_addr) = start_bridge(bins, dir, "bridge-a", &upstream, 2 * opts.pairs)?;
     let args = |url: &str| -> Vec<String> {
         [
             "--url",
@@ -538,8 +689,16 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         bins,
         opts,
         "a",
-        ("prosody_ws", args(&prosody_ws)),
-        ("bridge", args(&bridge_ws)),
+        Target {
+            label: "prosody_ws",
+            args: args(&prosody_ws),
+            cpu: vec![("prosody", prosody.pid())],
+        },
+        Target {
+            label: "bridge",
+            args: args(&bridge_ws),
+            cpu: vec![("prosody", prosody.pid()), ("bridge", bridge.pid())],
+        },
         2 * opts.pairs,
     )
 }
@@ -560,7 +719,7 @@ fn bench_b(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         opts.pairs,
         &["upstream", "--mode", "plain"],
     )?;
-    let (_pipe, pipe_addr) = bench_server(
+    let (pipe, pipe_addr) = bench_server(
         bins,
         dir,
         "pipe",
@@ -571,7 +730,7 @@ fn bench_b(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         "[[upstream]]\ndomain = \"localhost\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"plaintext-loopback\"",
         upstream_addr.port()
     );
-    let (_bridge, bridge_addr) = start_bridge(bins, dir, "bridge-b", &upstream, opts.pairs)?;
+    let (bridge, bridge_addr) = start_bridge(bins, dir, "bridge-b", &upstream, opts.pairs)?;
     let args = |url: String, mode: &str| -> Vec<String> {
         vec![
             "--url".into(),
@@ -588,14 +747,16 @@ fn bench_b(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         bins,
         opts,
         "b",
-        (
-            "pipe",
-            args(format!("ws://{pipe_addr}/xmpp-websocket"), "raw-echo"),
-        ),
-        (
-            "bridge",
-            args(format!("ws://{bridge_addr}/xmpp-websocket"), "echo"),
-        ),
+        Target {
+            label: "pipe",
+            args: args(format!("ws://{pipe_addr}/xmpp-websocket"), "raw-echo"),
+            cpu: vec![("pipe", pipe.pid())],
+        },
+        Target {
+            label: "bridge",
+            args: args(format!("ws://{bridge_addr}/xmpp-websocket"), "echo"),
+            cpu: vec![("bridge", bridge.pid())],
+        },
         opts.pairs,
     )
 }

@@ -34,7 +34,9 @@ usage: cargo xtask <command>
   bench bridge [OPTIONS]  benchmark the bridge in release builds (docs/OPERATIONS.md, Performance):
                           (a) vs Prosody's mod_websocket, (b) vs a bare WebSocket-TCP pipe,
                           (c) memory per idle session. Options: --pairs N (50) --seconds S (10)
-                          --warmup S (2) --window W (4) --idle N,N (1000,5000) --only a,b,c";
+                          --warmup S (2) --window W (1) --idle N,N (1000,5000) --only a,b,c
+                          --nice N (0; e.g. -10 as root so other work disturbs it less)
+                          --prosody-nagle on|off (off: Prosody's network_settings nagle = false)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

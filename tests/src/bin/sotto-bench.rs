@@ -34,7 +34,7 @@ const USAGE: &str = "\
 usage: sotto-bench <command> [--key value]...
 
   load      --url URL --domain D --mode xmpp|echo|raw-echo --pairs N --warmup SECS
-            --duration SECS (--window W | --rate ROUND_TRIPS_PER_SEC)
+            --duration SECS (--window W | --rate ROUND_TRIPS_PER_SEC) [--cpu NAME:PID,...]
             [--user-a U --pass-a P --user-b U --pass-b P] (xmpp mode)
   idle      --url URL --domain D --sessions N [--concurrency C]
   upstream  --mode plain|starttls [--cert PEM --key PEM] [--domain D]
@@ -482,6 +482,7 @@ async fn load(args: &Args) -> Result<()> {
         let offset = per_pair * u32::try_from(i).unwrap_or(0);
         senders.push(tokio::spawn(drive_sender(a, to, plan, offset)));
     }
+    let cpu_watch = tokio::spawn(cpu_during(watched(args)?, plan.start, plan.end));
     let mut total = Stats::default();
     for sender in senders {
         let stats = sender.await??;
@@ -496,9 +497,18 @@ async fn load(args: &Args) -> Result<()> {
     let secs = duration.as_secs_f64();
     let rt_per_s = total.completed as f64 / secs;
     let l = &total.latencies_us;
+    let cpu: String = cpu_watch
+        .await?
+        .iter()
+        .map(|(name, ticks)| {
+            // /proc counts in USER_HZ = 100 ticks per second on Linux.
+            let us = *ticks as f64 * 10_000.0 / (total.completed.max(1) as f64);
+            format!(" cpu_{name}_us_per_rt={us:.1}")
+        })
+        .collect();
     println!(
         "RESULT round_trips={} secs={secs:.3} rt_per_s={rt_per_s:.1} msgs_per_s={:.1} \
-         p50_us={} p90_us={} p99_us={} max_us={} samples={} lost={} setup_secs={setup_secs:.2}",
+         p50_us={} p90_us={} p99_us={} max_us={} samples={} lost={} setup_secs={setup_secs:.2}{cpu}",
         total.completed,
         rt_per_s * 2.0,
         percentile(l, 50.0),
@@ -509,6 +519,46 @@ async fn load(args: &Args) -> Result<()> {
         total.lost,
     );
     Ok(())
+}
+
+/// `--cpu name:pid,name:pid`: processes whose CPU time is measured over the window.
+fn watched(args: &Args) -> Result<Vec<(String, u32)>> {
+    let Some(list) = args.opt("cpu") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(|item| {
+            let (name, pid) = item
+                .split_once(':')
+                .ok_or_else(|| anyhow!("--cpu takes name:pid,name:pid"))?;
+            let pid = pid.parse().map_err(|_| anyhow!("--cpu: bad pid {pid:?}"))?;
+            Ok((name.to_owned(), pid))
+        })
+        .collect()
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ..." — utime and stime are fields 14 and 15.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// CPU ticks each watched process used between `start` and `end`.
+async fn cpu_during(pids: Vec<(String, u32)>, start: Instant, end: Instant) -> Vec<(String, u64)> {
+    tokio::time::sleep_until(start).await;
+    let before: Vec<Option<u64>> = pids.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
+    tokio::time::sleep_until(end).await;
+    pids.iter()
+        .zip(before)
+        .filter_map(|((name, pid), before)| {
+            Some((name.clone(), cpu_ticks(*pid)?.saturating_sub(before?)))
+        })
+        .collect()
 }
 
 async fn idle(args: &Args) -> Result<()> {
