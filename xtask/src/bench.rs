@@ -628,6 +628,8 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         websocket: true,
     })?;
     renice(prosody.pid())?;
+    prosody.register("alice", "alice-pass")?;
+    prosody.register("bob", "bob-pass")?;
     if opts.prosody_nagle {
         println!("  Prosody with its default network settings (Nagle's algorithm on)");
     } else {
@@ -635,23 +637,36 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         let mut cfg = std::fs::read_to_string(prosody.config_file())?;
         cfg.push_str("\n-- cargo xtask bench\nHost \"*\"\nnetwork_settings = { nagle = false }\n");
         std::fs::write(prosody.config_file(), cfg)?;
-        sotto_tests::ports::send_signal(prosody.pid(), "HUP", false);
+        // mod_posix installs its SIGHUP handler from a timer on the first turn of the event
+        // loop (until then SIGHUP would kill Prosody). The fixture's readiness probe is logged
+        // as "Client connected" once the loop turns; wait for it, then signal until reloaded.
         let log = prosody.log_file();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .contains("Reloading configuration file")
-        {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let logged = |what: &str| {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains(what)
+        };
+        while !logged("Client connected") {
             if Instant::now() > deadline {
+                bail!("Prosody's event loop did not start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut next_signal = Instant::now();
+        while !logged("Reloading configuration file") {
+            if Instant::now() > deadline || !sotto_tests::ports::process_alive(prosody.pid()) {
                 bail!("Prosody did not reload its configuration");
+            }
+            if Instant::now() >= next_signal {
+                sotto_tests::ports::send_signal(prosody.pid(), "HUP", false);
+                next_signal = Instant::now() + Duration::from_secs(2);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(500));
         println!("  Prosody with network_settings = {{ nagle = false }} (see --prosody-nagle)");
     }
-    prosody.register("alice", "alice-pass")?;
-    prosody.register("bob", "bob-pass")?;
     let prosody_ws = prosody
         .websocket_url()
         .ok_or_else(|| anyhow!("Prosody has no WebSocket URL"))?;
