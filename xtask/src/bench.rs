@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -49,6 +49,8 @@ pub struct BenchOptions {
     pub nice: i32,
     /// Leave Prosody's Nagle algorithm on (its default) in (a); off otherwise.
     pub prosody_nagle: bool,
+    /// `TOKIO_WORKER_THREADS` for the bridge process only (None: tokio's default, one per core).
+    pub bridge_threads: Option<usize>,
 }
 
 impl Default for BenchOptions {
@@ -62,6 +64,7 @@ impl Default for BenchOptions {
             only: vec!['a', 'b', 'c'],
             nice: 0,
             prosody_nagle: false,
+            bridge_threads: None,
         }
     }
 }
@@ -96,6 +99,9 @@ impl BenchOptions {
                         Ok(n) if (-20..=19).contains(&n) => n,
                         _ => bail!("--nice takes -20..19, not {value:?}"),
                     };
+                }
+                "--bridge-threads" => {
+                    opts.bridge_threads = Some(positive("--bridge-threads")? as usize);
                 }
                 "--prosody-nagle" => {
                     opts.prosody_nagle = match *value {
@@ -144,16 +150,22 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let dir = fresh_dir("bench", "bridge")?;
     println!("machine: {}", machine_description());
     println!(
-        "options: pairs={} seconds={} warmup={} window={} idle={:?} nice={} prosody-nagle={}",
+        "options: pairs={} seconds={} warmup={} window={} idle={:?} nice={} prosody-nagle={} \
+         bridge-threads={}",
         opts.pairs,
         opts.seconds,
         opts.warmup,
         opts.window,
         opts.idle,
         opts.nice,
-        if opts.prosody_nagle { "on" } else { "off" }
+        if opts.prosody_nagle { "on" } else { "off" },
+        opts.bridge_threads
+            .map_or("default".to_owned(), |n| n.to_string())
     );
     NICE.store(opts.nice, Ordering::Relaxed);
+    if let Some(n) = opts.bridge_threads {
+        BRIDGE_THREADS.store(n, Ordering::Relaxed);
+    }
     println!("load average at start: {}", load_average());
     let mut summary = Vec::new();
     if opts.only.contains(&'a') {
@@ -275,6 +287,9 @@ fn command_with_nofile(program: &Path, need: u64) -> Result<Command> {
 
 /// The `--nice` value for every process of the benchmark (0: unchanged).
 static NICE: AtomicI32 = AtomicI32::new(0);
+
+/// `--bridge-threads` (0: tokio's default).
+static BRIDGE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Gives an already running process (Prosody) the `--nice` priority.
 fn renice(pid: u32) -> Result<()> {
@@ -410,6 +425,12 @@ fn start_bridge(
     cmd.arg("--config")
         .arg(&config_file)
         .env("RUST_LOG", "warn");
+    match BRIDGE_THREADS.load(Ordering::Relaxed) {
+        0 => {}
+        n => {
+            cmd.env("TOKIO_WORKER_THREADS", n.to_string());
+        }
+    }
     let mut proc = Proc::spawn(cmd, name, &log)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !accepts_tcp(addr) {

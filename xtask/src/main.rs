@@ -36,7 +36,8 @@ usage: cargo xtask <command>
                           (c) memory per idle session. Options: --pairs N (50) --seconds S (10)
                           --warmup S (2) --window W (1) --idle N,N (1000,5000) --only a,b,c
                           --nice N (0; e.g. -10 as root so other work disturbs it less)
-                          --prosody-nagle on|off (off: Prosody's network_settings nagle = false)";
+                          --prosody-nagle on|off (off: Prosody's network_settings nagle = false)
+                          --bridge-threads N (the bridge's tokio worker threads; default: cores)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
