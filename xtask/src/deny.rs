@@ -18,7 +18,14 @@ pub fn check() -> Result<()> {
     run_command(
         cargo()
             .current_dir(workspace_root())
-            .args(["deny", "--locked", "--offline", "--log-level", "error", "check"])
+            .args([
+                "deny",
+                "--locked",
+                "--offline",
+                "--log-level",
+                "error",
+                "check",
+            ])
             .args(["licenses", "bans", "sources"]),
     )
 }
