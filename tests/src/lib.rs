@@ -5,6 +5,7 @@
 //! - [`bridge`]: the real bridge in-process in front of a fixture Prosody.
 //! - [`wsclient`], [`http`]: raw RFC 7395 / HTTP clients for assertions.
 //! - [`pypeer`]: the Python (slixmpp, slixmpp-omemo) interop peer and its pinned venv.
+//! - [`scan`]: leak checks of directories for texts that must not be there.
 //! - [`ports`]: free loopback ports, `target/` location, scratch directories, process helpers.
 //!
 //! Every fixture listens on 127.0.0.1 only, keeps its files under the workspace's `target/`,
@@ -16,6 +17,7 @@ pub mod http;
 pub mod ports;
 pub mod prosody;
 pub mod pypeer;
+pub mod scan;
 pub mod wsclient;
 
 pub use ports::{free_loopback_port, target_dir, test_dir};

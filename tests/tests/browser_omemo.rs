@@ -6,7 +6,7 @@
 //! start with `browser_` (`cargo xtask test --quick` skips them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -14,6 +14,7 @@ use fantoccini::Locator;
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
 use sotto_tests::prosody::Prosody;
+use sotto_tests::scan::{all_bytes, contains};
 
 const LOAD: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(20);
@@ -234,29 +235,6 @@ async fn close_trust(b: &Browser) -> Result<()> {
 
 fn device_css(jid: &str, device: &str) -> String {
     format!("[data-testid=\"device\"][data-jid=\"{jid}\"][data-device=\"{device}\"]")
-}
-
-/// Every regular file under `dir`, concatenated (Prosody's admin socket lives there too).
-fn all_bytes(dir: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(entry?.path());
-            }
-        } else if path.is_file() {
-            out.extend(std::fs::read(&path)?);
-            out.push(b'\n');
-        }
-    }
-    Ok(out)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +18,7 @@ use sotto_session::{BareJid, Config, Event, Subscription};
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::prosody::Prosody;
 use sotto_tests::pypeer::{PeerOptions, PyPeer};
+use sotto_tests::scan::{all_bytes, contains};
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -225,30 +225,6 @@ async fn world(name: &str) -> Result<World> {
         bridge,
         dir,
     })
-}
-
-/// Every file under `dir`, concatenated.
-fn all_bytes(dir: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(entry?.path());
-            }
-        } else if path.is_file() {
-            // Regular files only (Prosody may keep a socket there).
-            out.extend(std::fs::read(&path)?);
-            out.push(b'\n');
-        }
-    }
-    Ok(out)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 fn body_of(v: &serde_json::Value) -> &str {

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -18,6 +18,7 @@ use sotto_session::omemo::{xml, Omemo, OmemoEvent};
 use sotto_session::{BareJid, Config, Event, Instant, RequestId};
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::prosody::Prosody;
+use sotto_tests::scan::{contains, files};
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -220,28 +221,6 @@ impl Device {
         })
         .await
     }
-}
-
-/// Every regular file under `dir`.
-fn files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(entry?.path());
-            }
-        } else if path.is_file() {
-            out.push(path);
-        }
-    }
-    Ok(out)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 /// The bytes of every file in Prosody's data directory that contains `needle`.

@@ -3,7 +3,6 @@
 //! a message this device cannot read, and no plaintext in Prosody's storage.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -12,6 +11,7 @@ use sotto_session::omemo::{DecryptFailure, Omemo, OmemoEvent, Trust};
 use sotto_session::{BareJid, Config, Event, Subscription};
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::prosody::{Prosody, ProsodyOptions};
+use sotto_tests::scan::{all_bytes, contains};
 
 const STEP: Duration = Duration::from_secs(15);
 
@@ -155,30 +155,6 @@ async fn befriend(alice: &mut OmemoClient, bob: &mut OmemoClient) -> Result<()> 
             .await?;
     }
     Ok(())
-}
-
-/// Every file under `dir`, concatenated.
-fn all_bytes(dir: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(entry?.path());
-            }
-        } else if path.is_file() {
-            // Regular files only: Prosody's admin socket lives in the data dir too.
-            out.extend(std::fs::read(&path)?);
-            out.push(b'\n');
-        }
-    }
-    Ok(out)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread")]

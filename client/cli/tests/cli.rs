@@ -246,21 +246,6 @@ fn lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).into_iter().flatten().flatten() {
-                stack.push(entry.path());
-            }
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.extend(bytes);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -407,7 +392,7 @@ async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
     .await?;
     assert_eq!(lines(&out)[0]["fingerprint"], fingerprint.as_str());
 
-    let stored = all_bytes(prosody.data_dir());
+    let stored = sotto_tests::scan::all_bytes(prosody.data_dir())?;
     assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
     bridge.stop().await?;
     Ok(())

@@ -20,6 +20,7 @@ use serde_json::Value;
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::prosody::Prosody;
 use sotto_tests::pypeer::{PeerOptions, PyPeer};
+use sotto_tests::scan::{all_bytes, contains};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -117,30 +118,6 @@ async fn listened(child: Child) -> Result<Vec<Value>> {
 /// Waits until a spawned `sotto listen` is online and ready (its OMEMO device published).
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
-}
-
-/// Every file under `dir`, concatenated.
-fn all_bytes(dir: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                stack.push(entry?.path());
-            }
-        } else if path.is_file() {
-            // Regular files only (Prosody may keep a socket there).
-            out.extend(std::fs::read(&path)?);
-            out.push(b'\n');
-        }
-    }
-    Ok(out)
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 #[tokio::test(flavor = "multi_thread")]
