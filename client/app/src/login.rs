@@ -49,6 +49,52 @@ pub enum Msg {
     Password(String),
     Mode(DeviceMode),
     Submit,
+    /// The deployment's settings arrived from the bridge (`/config.json`).
+    Deployment(Deployment),
+}
+
+/// What the deployment tells the app with the page (`GET /config.json`, served by the bridge
+/// from its `[audit]` and `[client]` sections). A missing or unreadable file means the defaults.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Deployment {
+    /// The bridge keeps an audit log of use (logins, never content): the user must be told.
+    pub audit: bool,
+    /// The mode preselected on the login screen.
+    pub default_kiosk: bool,
+    /// Public-computer mode only: the personal choice is not offered.
+    pub force_kiosk: bool,
+}
+
+impl Deployment {
+    /// Reads the fields the app uses from the JSON object; anything missing keeps its default.
+    fn from_js(value: &wasm_bindgen::JsValue) -> Self {
+        let get = |object: &wasm_bindgen::JsValue, key: &str| {
+            js_sys::Reflect::get(object, &wasm_bindgen::JsValue::from_str(key)).ok()
+        };
+        let client = get(value, "client").unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+        Self {
+            audit: get(value, "audit").and_then(|v| v.as_bool()) == Some(true),
+            default_kiosk: get(&client, "default_mode").and_then(|v| v.as_string())
+                == Some("kiosk".to_owned()),
+            force_kiosk: get(&client, "force_kiosk").and_then(|v| v.as_bool()) == Some(true),
+        }
+    }
+}
+
+/// Fetches `/config.json` from the page's own origin.
+async fn fetch_deployment() -> Option<Deployment> {
+    use wasm_bindgen::JsCast as _;
+    use wasm_bindgen_futures::JsFuture;
+    let window = web_sys::window()?;
+    let response = JsFuture::from(window.fetch_with_str("/config.json"))
+        .await
+        .ok()?;
+    let response: web_sys::Response = response.dyn_into().ok()?;
+    if !response.ok() {
+        return None;
+    }
+    let json = JsFuture::from(response.json().ok()?).await.ok()?;
+    Some(Deployment::from_js(&json))
 }
 
 pub struct Login {
@@ -57,19 +103,27 @@ pub struct Login {
     mode: DeviceMode,
     notice: Option<&'static str>,
     service: Option<ServiceUrl>,
+    /// `None` until `/config.json` was read (or failed: then the defaults).
+    deployment: Option<Deployment>,
 }
 
 impl Component for Login {
     type Message = Msg;
     type Properties = Props;
 
-    fn create(_ctx: &Context<Self>) -> Self {
+    fn create(ctx: &Context<Self>) -> Self {
+        let link = ctx.link().clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let deployment = fetch_deployment().await.unwrap_or_default();
+            link.send_message(Msg::Deployment(deployment));
+        });
         Self {
             jid: String::new(),
             password: Zeroizing::new(String::new()),
             mode: DeviceMode::Personal,
             notice: None,
             service: same_origin_service(),
+            deployment: None,
         }
     }
 
@@ -77,7 +131,16 @@ impl Component for Login {
         match msg {
             Msg::Jid(jid) => self.jid = jid,
             Msg::Password(password) => self.password = Zeroizing::new(password),
-            Msg::Mode(mode) => self.mode = mode,
+            Msg::Mode(mode) => {
+                let forced = self.deployment.is_some_and(|d| d.force_kiosk);
+                self.mode = if forced { DeviceMode::Kiosk } else { mode };
+            }
+            Msg::Deployment(deployment) => {
+                if deployment.force_kiosk || deployment.default_kiosk {
+                    self.mode = DeviceMode::Kiosk;
+                }
+                self.deployment = Some(deployment);
+            }
             Msg::Submit => {
                 if ctx.props().busy {
                     return false;
@@ -127,6 +190,7 @@ impl Component for Login {
             Msg::Submit
         });
         let kiosk = self.mode == DeviceMode::Kiosk;
+        let deployment = self.deployment.unwrap_or_default();
         let busy = ctx.props().busy;
         let notice: String = match (self.notice, &ctx.props().error) {
             (Some(n), _) => n.to_owned(),
@@ -138,10 +202,16 @@ impl Component for Login {
         html! {
             <main class="login" aria-labelledby="login-heading">
                 <h2 id="login-heading">{ text::LOGIN_HEADING }</h2>
-                <form onsubmit={on_submit} novalidate=true>
+                <form onsubmit={on_submit} novalidate=true
+                    data-deployment={ if self.deployment.is_some() { "loaded" } else { "pending" } }>
                     <p class="notice" role="alert" aria-live="assertive" data-testid="login-notice">
                         { notice }
                     </p>
+                    if deployment.audit {
+                        <p class="audit-notice" role="note" data-testid="audit-notice">
+                            { text::AUDIT_NOTICE }
+                        </p>
+                    }
                     <label for="login-jid">{ text::LOGIN_JID }</label>
                     <input id="login-jid" data-testid="login-jid" type="email" inputmode="email"
                         autocomplete={ if kiosk { "off" } else { "username" } } spellcheck="false"
@@ -155,7 +225,8 @@ impl Component for Login {
                         <legend>{ text::LOGIN_MODE_LEGEND }</legend>
                         <label class="choice">
                             <input type="radio" name="mode" data-testid="login-mode-personal"
-                                checked={!kiosk} onchange={on_personal} />
+                                checked={!kiosk} onchange={on_personal}
+                                disabled={deployment.force_kiosk} />
                             <span>{ text::LOGIN_MODE_PERSONAL }</span>
                             <small>{ text::LOGIN_MODE_PERSONAL_HINT }</small>
                         </label>

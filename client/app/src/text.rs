@@ -17,6 +17,8 @@ pub const LOGIN_MODE_PERSONAL_HINT: &str =
     "Your own computer. (Until encrypted storage lands, nothing is kept after you close the tab.)";
 pub const LOGIN_MODE_KIOSK: &str = "A public or shared computer";
 pub const LOGIN_MODE_KIOSK_HINT: &str = "Nothing is stored; everything is wiped when you leave.";
+/// Shown on the login screen when the deployment keeps an audit log of use.
+pub const AUDIT_NOTICE: &str = "This service records when you sign in and out, and which of your organisation\u{2019}s rules stopped a message \u{2014} never what you write. Your messages stay end-to-end encrypted.";
 pub const LOGIN_SUBMIT: &str = "Sign in";
 pub const LOGIN_SUBMITTING: &str = "Signing in…";
 pub const LOGIN_SERVICE: &str = "Server";
