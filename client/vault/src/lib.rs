@@ -95,8 +95,9 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// What the browser uses: OWASP's first Argon2id recommendation (19 MiB, 2 passes, 1 lane).
-    /// wasm runs single-threaded, so more lanes would only cost time; measured in the
-    /// `vault` benchmark and reported in docs/SECURITY.md.
+    /// wasm runs single-threaded, so more lanes would only cost time. Natively an unlock takes
+    /// about 18 ms (`cargo bench -p sotto-vault`); wasm is typically 2–4× slower, well under a
+    /// second at login. To be measured in the browser when personal mode lands.
     pub const BROWSER: Self = Self {
         memory_kib: 19 * 1024,
         iterations: 2,
