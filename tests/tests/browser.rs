@@ -1,10 +1,11 @@
 //! Browser suite: the dist site, served by the real bridge in front of a real Prosody, in
 //! headless Chromium. Test names start with `browser_` (`cargo xtask test --quick` skips them).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use sotto_tests::app::{dist_dir, save_screenshot};
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
 use sotto_tests::http::{get, get_with};
@@ -12,20 +13,6 @@ use sotto_tests::prosody::Prosody;
 
 const APP_VERSION: &str = env!("CARGO_PKG_VERSION");
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The built site: `SOTTO_DIST_DIR` (set by `cargo xtask test`) or `target/dist`. A missing site
-/// fails the test rather than skipping it: run `cargo xtask dist` first.
-fn dist_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("SOTTO_DIST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| sotto_tests::target_dir().join("dist"));
-    ensure!(
-        dir.join("index.html").is_file(),
-        "no built client in {} — run `cargo xtask dist` (cargo xtask test does it for you)",
-        dir.display()
-    );
-    Ok(dir)
-}
 
 fn start_prosody(name: &str) -> Result<Prosody> {
     Prosody::for_test(name, &[])
@@ -213,10 +200,4 @@ async fn browser_tampered_wasm_is_refused() -> Result<()> {
     .await?;
     bridge.stop().await?;
     Ok(())
-}
-
-async fn save_screenshot(b: &Browser, name: &str) -> Result<()> {
-    let dir = sotto_tests::target_dir().join("screenshots");
-    std::fs::create_dir_all(&dir)?;
-    b.screenshot(&dir.join(format!("{name}.png"))).await
 }

@@ -3,27 +3,15 @@
 //! forces public-computer mode preselects it and does not offer the personal choice.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use sotto_tests::app::dist_dir;
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
 use sotto_tests::prosody::Prosody;
 
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn dist_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("SOTTO_DIST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| sotto_tests::target_dir().join("dist"));
-    ensure!(
-        dir.join("index.html").is_file(),
-        "no built client in {} — run `cargo xtask dist`",
-        dir.display()
-    );
-    Ok(dir)
-}
 
 /// Opens the login screen and waits until the app has read `/config.json`.
 async fn login_screen(b: &Browser, url: &str) -> Result<()> {

@@ -9,11 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
+use sotto_tests::app::dist_dir;
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
 use sotto_tests::prosody::Prosody;
@@ -22,18 +22,6 @@ use sotto_tests::wsclient::RawClient;
 const LOAD: Duration = Duration::from_secs(30);
 const ROSTER_SIZE: usize = 1000;
 const HISTORY_SIZE: usize = 500;
-
-fn dist_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("SOTTO_DIST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| sotto_tests::target_dir().join("dist"));
-    ensure!(
-        dir.join("index.html").is_file(),
-        "no built client in {} — run `cargo xtask dist` (cargo xtask test does it for you)",
-        dir.display()
-    );
-    Ok(dir)
-}
 
 /// The gzip size of what a first visit downloads: index.html and the script, wasm and
 /// stylesheet it names (their pre-compressed `.gz` copies, as the bridge serves them).

@@ -1,0 +1,133 @@
+//! Driving the web app in a browser test: where the built site is, waiting for elements, text
+//! and attributes, typing and clicking through the app's `data-testid` hooks, screenshots.
+//! Shared by every browser suite so each one reads as the user's steps.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use fantoccini::Locator;
+
+use crate::browser::{testid_selector, Browser};
+
+/// How long a single step (an element appearing, a click target) may take.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// The built site: `SOTTO_DIST_DIR` (set by `cargo xtask test`) or `target/dist`.
+pub fn dist_dir() -> Result<PathBuf> {
+    let dir = std::env::var_os("SOTTO_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::target_dir().join("dist"));
+    ensure!(
+        dir.join("index.html").is_file(),
+        "no built client in {} — run `cargo xtask dist` (cargo xtask test does it for you)",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// Saves a screenshot as `target/screenshots/NAME.png`.
+pub async fn save_screenshot(b: &Browser, name: &str) -> Result<()> {
+    let dir = crate::target_dir().join("screenshots");
+    std::fs::create_dir_all(&dir)?;
+    b.screenshot(&dir.join(format!("{name}.png"))).await
+}
+
+/// Waits until `css` matches at least one element.
+pub async fn wait_css(
+    b: &Browser,
+    css: &str,
+    timeout: Duration,
+) -> Result<fantoccini::elements::Element> {
+    b.client()
+        .wait()
+        .at_most(timeout)
+        .every(Duration::from_millis(100))
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no element {css} within {timeout:?}"))
+}
+
+/// Waits until the element with `testid` has exactly `expected` as its text.
+pub async fn wait_text(b: &Browser, testid: &str, expected: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        if let Ok(e) = b
+            .client()
+            .find(Locator::Css(&testid_selector(testid)))
+            .await
+        {
+            if let Ok(text) = e.text().await {
+                if text.trim() == expected {
+                    return Ok(());
+                }
+                last = text;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{testid} did not become {expected:?} within {timeout:?} (last: {last:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until some element matching `css` has text containing `needle`; returns it.
+pub async fn wait_css_text(
+    b: &Browser,
+    css: &str,
+    needle: &str,
+    timeout: Duration,
+) -> Result<fantoccini::elements::Element> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        for e in b
+            .client()
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_default()
+        {
+            if e.text().await.is_ok_and(|t| t.contains(needle)) {
+                return Ok(e);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("no {css} containing {needle:?} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the element's attribute has the value.
+pub async fn wait_attr(
+    e: &fantoccini::elements::Element,
+    attr: &str,
+    expected: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let value = e.attr(attr).await?;
+        if value.as_deref() == Some(expected) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{attr} did not become {expected:?} within {timeout:?} (last: {value:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Clicks the element with `testid` and types `text` into it.
+pub async fn type_into(b: &Browser, testid: &str, text: &str) -> Result<()> {
+    let e = b.wait_for_testid(testid, STEP).await?;
+    e.click().await?;
+    e.send_keys(text).await?;
+    Ok(())
+}
+
+/// Clicks the element with `testid` once it is there.
+pub async fn click(b: &Browser, testid: &str) -> Result<()> {
+    b.wait_for_testid(testid, STEP).await?.click().await?;
+    Ok(())
+}
