@@ -13,7 +13,7 @@ use sotto_session::native::{Client, DriverError, WaitError};
 use sotto_session::omemo::temporary::{
     KdfParams, Role, TemporaryDevices, TemporaryEvent, DEFAULT_RETIRE_TIMEOUT,
 };
-use sotto_session::omemo::{Omemo, OmemoEvent, StoredDevice, Trust};
+use sotto_session::omemo::{Omemo, OmemoEvent, Trust};
 use sotto_session::{BareJid, Config, Direction, Event, LoginError, Subscription};
 use zeroize::Zeroizing;
 
@@ -360,44 +360,16 @@ fn load_omemo(options: &Options) -> Result<Omemo, Failure> {
         return Ok(Omemo::new(options.jid.clone(), &mut rng));
     };
     let path = dir.join(STORE_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
+    // It holds the device's private keys: wiped from memory once parsed.
+    let saved = match std::fs::read(&path) {
+        Ok(bytes) => zeroize::Zeroizing::new(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Omemo::new(options.jid.clone(), &mut rng))
         }
         Err(e) => return Err(Failure(EXIT_FAILURE, format!("cannot read {path:?}: {e}"))),
     };
-    let bad = |what: &str| Failure(EXIT_FAILURE, format!("{path:?} is damaged ({what})"));
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|_| bad("not JSON"))?;
-    if value.get("jid").and_then(|j| j.as_str()) != Some(options.jid.to_string().as_str()) {
-        return Err(Failure(
-            EXIT_FAILURE,
-            format!("{path:?} belongs to another account"),
-        ));
-    }
-    let device_id = value
-        .get("device_id")
-        .and_then(serde_json::Value::as_u64)
-        .and_then(|d| u32::try_from(d).ok())
-        .ok_or_else(|| bad("device id"))?;
-    let pickle: sotto_omemo::account::AccountPickle =
-        serde_json::from_value(value.get("account").cloned().unwrap_or_default())
-            .map_err(|_| bad("account"))?;
-    let account =
-        sotto_omemo::account::Account::from_pickle(&pickle).map_err(|e| bad(&e.to_string()))?;
-    let mut omemo = Omemo::with_account(options.jid.clone(), device_id, account, &mut rng);
-    let devices = value
-        .get("devices")
-        .and_then(serde_json::Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for entry in devices {
-        let stored = stored_device(&entry).ok_or_else(|| bad("devices"))?;
-        omemo
-            .import_device(&stored)
-            .map_err(|e| bad(&e.to_string()))?;
-    }
-    Ok(omemo)
+    Omemo::restore(options.jid.clone(), &saved, &mut rng)
+        .map_err(|e| Failure(EXIT_FAILURE, format!("{path:?}: {e}")))
 }
 
 fn trust_name(trust: Trust) -> &'static str {
@@ -407,30 +379,6 @@ fn trust_name(trust: Trust) -> &'static str {
         Trust::Undecided => "undecided",
         Trust::Distrusted => "distrusted",
     }
-}
-
-fn stored_device(entry: &serde_json::Value) -> Option<StoredDevice> {
-    let jid: BareJid = entry.get("jid")?.as_str()?.parse().ok()?;
-    let device = u32::try_from(entry.get("device")?.as_u64()?).ok()?;
-    let identity: Vec<u8> = serde_json::from_value(entry.get("identity")?.clone()).ok()?;
-    let trust = match entry.get("trust")?.as_str()? {
-        "blind" => Trust::Blind,
-        "verified" => Trust::Verified,
-        "undecided" => Trust::Undecided,
-        "distrusted" => Trust::Distrusted,
-        _ => return None,
-    };
-    let session = match entry.get("session") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(serde_json::from_value(v.clone()).ok()?),
-    };
-    Some(StoredDevice {
-        jid,
-        device,
-        identity: identity.try_into().ok()?,
-        trust,
-        session,
-    })
 }
 
 fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
@@ -445,22 +393,7 @@ fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
         .mode(0o700)
         .create(dir)
         .map_err(fail)?;
-    let value = serde_json::json!({
-        "jid": options.jid.to_string(),
-        "device_id": omemo.device_id(),
-        "account": omemo.account().pickle(),
-        "devices": omemo
-            .export_devices()
-            .into_iter()
-            .map(|d| serde_json::json!({
-                "jid": d.jid.to_string(),
-                "device": d.device,
-                "identity": d.identity.to_vec(),
-                "trust": trust_name(d.trust),
-                "session": d.session,
-            }))
-            .collect::<Vec<_>>(),
-    });
+    let saved = omemo.save();
     let tmp = dir.join(format!("{STORE_FILE}.tmp"));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -469,7 +402,7 @@ fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
         .mode(0o600)
         .open(&tmp)
         .map_err(fail)?;
-    file.write_all(value.to_string().as_bytes()).map_err(fail)?;
+    file.write_all(&saved).map_err(fail)?;
     file.sync_all().map_err(fail)?;
     std::fs::rename(&tmp, dir.join(STORE_FILE)).map_err(fail)
 }

@@ -30,8 +30,10 @@
 //!
 //! # Persistence
 //!
-//! Persistence is the caller's: the [`Account`] pickle plus [`Omemo::export_devices`] /
-//! [`Omemo::import_device`] (identities, trust, sessions); device lists are fetched afresh.
+//! [`Omemo::save`] / [`Omemo::restore`] ([`persist`]) turn the device into one versioned
+//! document (identity, prekeys, identities, trust, sessions) that the caller encrypts and stores;
+//! device lists are fetched afresh. [`Omemo::export_devices`] / [`Omemo::import_device`] are
+//! the per-device parts of it.
 //!
 //! # Session upkeep
 //!
@@ -76,6 +78,7 @@ use crate::error::CommandError;
 use crate::event::{ChatMessage, Event};
 use crate::session::{PepItem, RequestId, Session, MAX_BODY_BYTES};
 
+pub mod persist;
 pub mod temporary;
 pub mod xml;
 
