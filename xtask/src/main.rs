@@ -37,7 +37,8 @@ usage: cargo xtask <command>
                           --warmup S (2) --window W (1) --idle N,N (1000,5000) --only a,b,c
                           --nice N (0; e.g. -10 as root so other work disturbs it less)
                           --prosody-nagle on|off (off: Prosody's network_settings nagle = false)
-                          --bridge-threads N (the bridge's tokio worker threads; default: cores)";
+                          --bridge-threads N (the bridge's tokio worker threads; default: cores)
+                          --load F (0.5: the latency runs' rate, a fraction of the lower maximum)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
