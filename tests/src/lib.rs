@@ -16,6 +16,7 @@ pub mod app;
 pub mod bridge;
 pub mod browser;
 pub mod http;
+pub mod pep;
 pub mod ports;
 pub mod prosody;
 pub mod pypeer;

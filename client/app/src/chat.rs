@@ -395,9 +395,12 @@ fn composer(props: &ComposerProps) -> Html {
         send.emit(());
     });
     html! {
-        <form class="composer" onsubmit={on_submit}>
+        // autocomplete="off" on the form (that is where Chromium looks): the browser keeps no
+        // copy of a draft in the tab's restorable form state (docs/SECURITY.md §6).
+        <form class="composer" onsubmit={on_submit} autocomplete="off">
             <label class="visually-hidden" for="chat-input">{ text::CHAT_INPUT_LABEL }</label>
             <textarea id="chat-input" data-testid="chat-input" ref={input} rows="1"
+                autocomplete="off"
                 placeholder={ text::CHAT_INPUT_PLACEHOLDER } value={ (*text_state).clone() }
                 oninput={on_input} onkeydown={on_keydown} maxlength="20000" />
             <button type="submit" class="button primary" data-testid="chat-send">{ text::CHAT_SEND }</button>

@@ -195,7 +195,7 @@ fn add_contact(props: &AddProps) -> Html {
         })
     };
     html! {
-        <form class="add-contact" onsubmit={on_submit} novalidate=true>
+        <form class="add-contact" onsubmit={on_submit} novalidate=true autocomplete="off">
             <label for="contact-add-jid">{ text::CONTACT_ADD_LABEL }</label>
             <div class="row">
                 <input id="contact-add-jid" data-testid="contact-add-jid" type="email" inputmode="email"

@@ -10,6 +10,9 @@
 //! (transmit, events, timer), with every session event passed through OMEMO first.
 
 use gloo_timers::callback::Timeout;
+use sotto_session::omemo::temporary::{
+    KdfParams, Role, TemporaryDevices, TemporaryEvent, DEFAULT_RETIRE_TIMEOUT,
+};
 use sotto_session::omemo::{Omemo, OmemoEvent};
 use sotto_session::{
     Config, Event, Instant, LoginError, Session, StreamError, WEBSOCKET_SUBPROTOCOL,
@@ -66,6 +69,8 @@ pub enum Notice {
     Event(Box<Event>),
     /// An OMEMO event (decrypted messages, failures, devices, trust), for the store.
     Omemo(Box<OmemoEvent>),
+    /// The lifecycle of this device (recorded, clean-up of dead kiosk devices, retired).
+    Device(TemporaryEvent),
     /// The connection state changed.
     Connection(Connection),
     /// The session is over.
@@ -124,6 +129,11 @@ impl Drop for Socket {
 pub struct Driver {
     session: Session,
     omemo: Omemo,
+    /// Records a kiosk device before it is published and retires it at the end; on a
+    /// personal device, removes kiosk devices of this account that never retired.
+    lifecycle: TemporaryDevices,
+    /// Signing out waits for this device to leave the device list first.
+    retiring: bool,
     url: String,
     notify: Callback<Input>,
     socket: Option<Socket>,
@@ -149,19 +159,32 @@ pub fn now() -> Instant {
 }
 
 impl Driver {
-    /// Starts signing in: opens the WebSocket to `url`.
-    pub fn start(config: Config, url: String, notify: Callback<Input>) -> (Self, Vec<Notice>) {
+    /// Starts signing in with `omemo` (a new device, or one restored from personal storage)
+    /// in `role`: opens the WebSocket to `url`.
+    pub fn start(
+        config: Config,
+        mut omemo: Omemo,
+        role: Role,
+        url: String,
+        notify: Callback<Input>,
+    ) -> (Self, Vec<Notice>) {
         let mut rng = rand_core::OsRng;
-        // A new OMEMO device for every sign-in: its state lives in memory only (until the
-        // storage issue lands), in this one value.
-        let mut omemo = Omemo::new(config.jid.clone(), &mut rng);
         // Scroll-back: encrypted archive results are decrypted where this device can.
         omemo.set_archive_decryption(true);
+        let lifecycle = TemporaryDevices::new(
+            role,
+            &mut omemo,
+            &config.password,
+            KdfParams::BROWSER,
+            &mut rng,
+        );
         let mut session = Session::new(config, &mut rng);
         omemo.attach(&mut session);
         let mut driver = Self {
             session,
             omemo,
+            lifecycle,
+            retiring: false,
             url,
             notify,
             socket: None,
@@ -220,9 +243,33 @@ impl Driver {
         &mut self.omemo
     }
 
+    /// The session (to read the roster for storage).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Signs out. With `retire`, this device first leaves the account's device list and its
+    /// bundle is deleted (a kiosk device at the end of its session, or a personal device being
+    /// forgotten) — bounded by [`DEFAULT_RETIRE_TIMEOUT`] — then the session closes.
+    pub fn sign_out(&mut self, retire: bool) -> Vec<Notice> {
+        if retire && self.session.is_online() && !self.retiring {
+            self.retiring = true;
+            self.lifecycle.retire(
+                &mut self.session,
+                &mut self.omemo,
+                now(),
+                DEFAULT_RETIRE_TIMEOUT,
+            );
+            // If retiring ends at once (it cannot start), the session is closing already.
+            return self.pump();
+        }
+        self.logout();
+        Vec::new()
+    }
+
     /// Logs out: `<close/>`, then the socket closes when the server answers (or after a grace
     /// period).
-    pub fn logout(&mut self) {
+    fn logout(&mut self) {
         self.logging_out = true;
         self.retry = None;
         self.session.close();
@@ -286,6 +333,7 @@ impl Driver {
             Input::Timer(socket) if socket == self.generation => {
                 self.timer = None;
                 self.session.handle_timeout(now);
+                self.lifecycle.handle_timeout(now);
             }
             Input::Retry if !self.logging_out => {
                 self.retry = None;
@@ -327,16 +375,33 @@ impl Driver {
         self.transmit();
         let mut disconnected = false;
         loop {
-            // OMEMO's own events first (those that commands or the last event raised).
+            // The device lifecycle's and OMEMO's own events first (those that commands or the
+            // last event raised).
+            while let Some(event) = self.lifecycle.poll_event() {
+                let done = matches!(
+                    event,
+                    TemporaryEvent::Retired | TemporaryEvent::RetireFailed { .. }
+                );
+                out.push(Notice::Device(event));
+                if done && self.retiring {
+                    self.retiring = false;
+                    self.logout();
+                    return out;
+                }
+            }
             while let Some(event) = self.omemo.poll_event() {
                 out.push(Notice::Omemo(Box::new(event)));
             }
             let Some(event) = self.session.poll_event() else {
                 break;
             };
-            // OMEMO takes what is its own (PEP results, encrypted messages) and may queue
-            // stanzas; everything else comes back.
-            let event = self.omemo.handle_event(&mut self.session, event);
+            // The lifecycle takes the answers to its requests; OMEMO takes what is its own
+            // (PEP results, encrypted messages). Both may queue stanzas; everything else
+            // comes back.
+            let event = self
+                .lifecycle
+                .handle_event(&mut self.session, &mut self.omemo, event)
+                .and_then(|event| self.omemo.handle_event(&mut self.session, event));
             self.transmit();
             let Some(event) = event else {
                 continue;
@@ -400,7 +465,11 @@ impl Driver {
     }
 
     fn arm_timer(&mut self) {
-        let Some(at) = self.session.poll_timeout() else {
+        let at = match (self.session.poll_timeout(), self.lifecycle.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(at) = at else {
             self.timer = None;
             return;
         };

@@ -8,26 +8,39 @@
 //! Every chat message is end-to-end encrypted with OMEMO (`sotto_session::omemo`, owned by the
 //! driver); plaintext goes out only after the user confirms it for a contact without OMEMO.
 //!
-//! What it does not do yet: persistent storage (everything, the OMEMO device included, lives
-//! in memory and is gone on logout or reload).
+//! Two modes, chosen at login. On "my device" ([`persist`]) the OMEMO device, the roster and the
+//! history are kept in IndexedDB, sealed with a data key that the account password unwraps, so a
+//! reload restores the same device. On "a public computer" ([`kiosk`]) nothing is written
+//! anywhere: a fresh OMEMO device is recorded (sealed) in the account, published, and retired at
+//! sign-out; the session is wiped at sign-out, after an idle timeout and when the page goes.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod chat;
 mod contacts;
 pub mod driver;
+mod idb;
+mod kiosk;
 mod login;
+pub mod persist;
 pub mod store;
 mod text;
 mod trust;
 
 use std::rc::Rc;
 
-use sotto_session::{Availability, BareJid, ChatState, Config};
+use sotto_session::omemo::temporary::Role;
+use sotto_session::omemo::Omemo;
+use sotto_session::{Availability, BareJid, ChatState, Config, Event as SessionEvent};
+use wasm_bindgen::closure::Closure;
+use yew::html::Scope;
 use yew::prelude::*;
+use zeroize::Zeroizing;
 
 use crate::driver::{Driver, Input, Notice};
-use crate::login::Credentials;
+use crate::kiosk::IdleWatch;
+use crate::login::{Credentials, DeviceMode};
+use crate::persist::{KeepError, Keeper, Restored};
 use crate::store::{Alert, Connection, DeviceView, FollowUp, NotifyMode, OwnDevice, Store};
 
 /// Messages per archive page when scrolling back.
@@ -83,6 +96,10 @@ pub enum Action {
     DisableNotifications,
     /// Sign out.
     Logout,
+    /// Still here: restart the idle countdown (public-computer mode).
+    StayActive,
+    /// Delete what this device saved, remove it from the account's devices, sign out.
+    ForgetDevice,
 }
 
 /// The root component's messages.
@@ -98,6 +115,42 @@ pub enum Msg {
     },
     /// A screen asked for something.
     Action(Action),
+    /// Personal storage was opened (or found empty, or refused the password).
+    Unlocked {
+        /// Which sign-in.
+        session: u32,
+        /// What the user entered.
+        credentials: Credentials,
+        /// What was saved.
+        result: Result<Option<(Keeper, Restored)>, KeepError>,
+    },
+    /// Personal storage was created after the first successful sign-in on this device.
+    Created {
+        /// Which sign-in.
+        session: u32,
+        /// The store.
+        result: Result<Keeper, KeepError>,
+    },
+    /// A save finished.
+    Saved(Result<(), KeepError>),
+    /// Delete what was saved for this account (offered with a storage error at login).
+    ForgetSaved(BareJid),
+    /// Saved data was deleted.
+    Forgotten(Result<(), KeepError>),
+    /// The idle watch's second.
+    Tick,
+    /// The page is going away (`pagehide`).
+    PageHide,
+}
+
+/// What to do once a session that is signing out is over.
+enum AfterSignOut {
+    /// Nothing (personal mode: the data stays).
+    Nothing,
+    /// Load a fresh page (public-computer mode), saying why.
+    Leave(&'static str),
+    /// Delete the saved data ("forget this device").
+    Forget(Keeper),
 }
 
 /// The root component: owns the driver and the store, maps notices into the store and
@@ -105,7 +158,29 @@ pub enum Msg {
 pub struct App {
     driver: Option<Driver>,
     /// A driver that is logging out (kept until the server's `<close/>` or a grace period).
-    retiring: Option<(u32, Driver)>,
+    retiring: Option<(u32, Driver, AfterSignOut)>,
+    link: Scope<Self>,
+    /// The mode of the current session.
+    mode: DeviceMode,
+    /// Personal mode: the unlocked store, once there is one.
+    keeper: Option<Keeper>,
+    /// Personal mode on a device with nothing saved yet: the password, until the server has
+    /// accepted it and the store is created.
+    pending_password: Option<Zeroizing<String>>,
+    /// Personal storage is being opened.
+    unlocking: bool,
+    /// Public-computer mode: the idle timeout and the seconds shown in its warning.
+    idle: Option<IdleWatch>,
+    idle_left: Option<u32>,
+    /// A public-computer session is signing out; the page is replaced once it is over.
+    leaving: bool,
+    /// What personal mode must save after this update.
+    device_dirty: bool,
+    roster_dirty: bool,
+    saved_messages: u64,
+    /// A storage problem at login: offer to forget the saved data of this account.
+    offer_forget: Option<BareJid>,
+    _page: [Closure<dyn FnMut(web_sys::Event)>; 2],
     session_no: u32,
     store: Rc<Store>,
     signed_in: bool,
@@ -119,52 +194,158 @@ impl Component for App {
     type Properties = ();
 
     fn create(ctx: &Context<Self>) -> Self {
+        let login_error = kiosk::take_leave_reason().map(|reason| {
+            if reason == kiosk::REASON_IDLE {
+                text::SIGNED_OUT_IDLE.to_owned()
+            } else {
+                text::SIGNED_OUT_WIPED.to_owned()
+            }
+        });
         Self {
             on_action: ctx.link().callback(Msg::Action),
             driver: None,
             retiring: None,
+            link: ctx.link().clone(),
+            mode: DeviceMode::Personal,
+            keeper: None,
+            pending_password: None,
+            unlocking: false,
+            idle: None,
+            idle_left: None,
+            leaving: false,
+            device_dirty: false,
+            roster_dirty: false,
+            saved_messages: 0,
+            offer_forget: None,
+            _page: kiosk::watch_page(ctx.link().callback(|()| Msg::PageHide)),
             session_no: 0,
             store: Rc::new(Store::default()),
             signed_in: false,
-            login_error: None,
+            login_error,
         }
     }
 
-    fn update(&mut self, ctx: &Context<Self>, msg: Msg) -> bool {
+    fn update(&mut self, _ctx: &Context<Self>, msg: Msg) -> bool {
         match msg {
-            Msg::Login(credentials) => self.login(ctx, credentials),
+            Msg::Login(credentials) => self.login(credentials),
             Msg::Net { session, input } => {
                 if session == self.session_no {
                     if let Some(driver) = self.driver.as_mut() {
                         let notices = driver.handle(input);
                         self.apply(notices);
                     }
-                } else if let Some((no, driver)) = self.retiring.as_mut() {
+                } else if let Some((no, driver, _)) = self.retiring.as_mut() {
                     if *no == session {
                         let _ = driver.handle(input);
                         if driver.is_over() {
-                            self.retiring = None;
+                            if let Some((_, driver, after)) = self.retiring.take() {
+                                drop(driver);
+                                self.after_sign_out(after);
+                            }
                         }
                     }
                     return false;
                 }
             }
             Msg::Action(action) => self.act(action),
+            Msg::Unlocked {
+                session,
+                credentials,
+                result,
+            } => {
+                if session != self.session_no || !self.unlocking {
+                    return false;
+                }
+                self.unlocked(credentials, result);
+            }
+            Msg::Created { session, result } => {
+                if session != self.session_no {
+                    return false;
+                }
+                match result {
+                    Ok(keeper) => {
+                        self.keeper = Some(keeper);
+                        // Everything so far goes to the new store.
+                        self.device_dirty = true;
+                        self.roster_dirty = true;
+                        self.saved_messages = u64::MAX;
+                    }
+                    Err(e) => self.store().set_notice(Some(text::keep_error(&e))),
+                }
+            }
+            Msg::Saved(result) => match result {
+                Ok(()) => return false,
+                Err(e) => self.store().set_notice(Some(text::keep_error(&e))),
+            },
+            Msg::ForgetSaved(jid) => {
+                self.offer_forget = None;
+                let link = self.link.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let result = persist::forget(&jid).await;
+                    link.send_message(Msg::Forgotten(result));
+                });
+            }
+            Msg::Forgotten(result) => {
+                self.login_error = Some(match result {
+                    Ok(()) => text::FORGET_SAVED_DONE.to_owned(),
+                    Err(e) => text::keep_error(&e),
+                });
+            }
+            Msg::Tick => {
+                let Some(idle) = self.idle.as_ref() else {
+                    return false;
+                };
+                if idle.seconds_left() == 0 {
+                    self.sign_out(true, AfterSignOut::Leave(kiosk::REASON_IDLE));
+                    return true;
+                }
+                let left = idle.warning_due().then(|| idle.seconds_left());
+                if left == self.idle_left {
+                    return false;
+                }
+                self.idle_left = left;
+            }
+            Msg::PageHide => {
+                if self.mode == DeviceMode::Kiosk
+                    && (self.driver.is_some() || self.retiring.is_some())
+                {
+                    // The tab is closing or navigating away: no time to say goodbye. The device
+                    // stays in the account's list until its next login removes it.
+                    self.retiring = None;
+                    self.driver = None;
+                    self.session_no = self.session_no.wrapping_add(1);
+                    self.reset();
+                }
+                return false;
+            }
         }
+        self.persist();
         true
     }
 
     fn view(&self, ctx: &Context<Self>) -> Html {
         let connection = self.store.connection();
+        if self.leaving {
+            return html! {
+                <div class="shell">
+                    <main class="login" data-testid="wiping" role="status">
+                        <p>{ text::WIPING }</p>
+                    </main>
+                </div>
+            };
+        }
         if !self.signed_in {
             let on_submit = ctx.link().callback(Msg::Login);
+            let on_forget = ctx.link().callback(Msg::ForgetSaved);
             return html! {
                 <div class="shell">
                     <header class="brand">
                         <h1>{ text::APP_NAME }</h1>
                         <p class="tagline">{ text::TAGLINE }</p>
                     </header>
-                    <login::Login busy={connection == Connection::Connecting}
+                    <login::Login busy={connection == Connection::Connecting || self.unlocking}
+                        unlocking={self.unlocking}
+                        offer_forget={self.offer_forget.clone()} {on_forget}
                         error={self.login_error.clone()} {on_submit} />
                     <footer class="footer">
                         <span class="connection-state" data-state={connection.label()}
@@ -211,6 +392,16 @@ impl Component for App {
                 if connection == Connection::Reconnecting {
                     <p class="banner warning" role="alert">{ text::RECONNECTING_BANNER }</p>
                 }
+                if let Some(left) = self.idle_left {
+                    <p class="banner warning" role="alert" data-testid="idle-warning"
+                        data-seconds={left.to_string()}>
+                        <span>{ text::idle_warning(left) }</span>
+                        <button type="button" class="button"
+                            onclick={on_action.reform(|_: MouseEvent| Action::StayActive)}>
+                            { text::IDLE_WARNING_STAY }
+                        </button>
+                    </p>
+                }
                 if let Some(notice) = store.notice.clone() {
                     <p class="banner error" role="alert">
                         <span>{ notice }</span>
@@ -255,16 +446,93 @@ impl Component for App {
 }
 
 impl App {
-    fn login(&mut self, ctx: &Context<Self>, credentials: Credentials) {
-        if self.driver.is_some() {
+    fn login(&mut self, credentials: Credentials) {
+        if self.driver.is_some() || self.unlocking {
             return;
         }
         self.session_no = self.session_no.wrapping_add(1);
+        self.login_error = None;
+        self.offer_forget = None;
+        match credentials.mode {
+            DeviceMode::Kiosk => {
+                // A fresh device for this visit; nothing is read or written.
+                let omemo = Omemo::new(credentials.jid.clone(), &mut rand_core::OsRng);
+                self.start(credentials, omemo, Role::Temporary, Restored::default());
+            }
+            DeviceMode::Personal => {
+                self.unlocking = true;
+                self.store = Rc::new(Store::signing_in(credentials.jid.clone()));
+                let link = self.link.clone();
+                let session = self.session_no;
+                wasm_bindgen_futures::spawn_local(async move {
+                    let result = Keeper::open(&credentials.jid, &credentials.password).await;
+                    link.send_message(Msg::Unlocked {
+                        session,
+                        credentials,
+                        result,
+                    });
+                });
+            }
+        }
+    }
+
+    /// Personal mode: what the store held, or why it could not be opened.
+    fn unlocked(
+        &mut self,
+        credentials: Credentials,
+        result: Result<Option<(Keeper, Restored)>, KeepError>,
+    ) {
+        self.unlocking = false;
+        match result {
+            Ok(Some((keeper, mut restored))) => {
+                let omemo = match restored.device.take() {
+                    Some(document) => {
+                        match Omemo::restore(
+                            credentials.jid.clone(),
+                            &document,
+                            &mut rand_core::OsRng,
+                        ) {
+                            Ok(omemo) => omemo,
+                            Err(e) => {
+                                self.login_failed_storage(
+                                    text::storage_damaged(&e.to_string()),
+                                    &credentials.jid,
+                                );
+                                return;
+                            }
+                        }
+                    }
+                    None => Omemo::new(credentials.jid.clone(), &mut rand_core::OsRng),
+                };
+                self.keeper = Some(keeper);
+                self.start(credentials, omemo, Role::Permanent, restored);
+            }
+            Ok(None) => {
+                self.pending_password = Some(credentials.password.clone());
+                let omemo = Omemo::new(credentials.jid.clone(), &mut rand_core::OsRng);
+                self.start(credentials, omemo, Role::Permanent, Restored::default());
+            }
+            Err(e) => {
+                let jid = credentials.jid.clone();
+                self.login_failed_storage(text::keep_error(&e), &jid);
+            }
+        }
+    }
+
+    fn login_failed_storage(&mut self, why: String, jid: &BareJid) {
+        self.reset();
+        self.login_error = Some(why);
+        self.offer_forget = Some(jid.clone());
+    }
+
+    /// Connects with `omemo` in `role`, showing what personal storage restored.
+    fn start(&mut self, credentials: Credentials, omemo: Omemo, role: Role, restored: Restored) {
         let session = self.session_no;
-        let notify = ctx
-            .link()
+        let notify = self
+            .link
             .callback(move |input: Input| Msg::Net { session, input });
         let url = credentials.service.to_string();
+        self.mode = credentials.mode;
         let config = Config {
             jid: credentials.jid.clone(),
             password: credentials.password,
@@ -272,9 +540,21 @@ impl App {
             allow_plain: false,
             service: Some(credentials.service),
         };
-        self.login_error = None;
-        self.store = Rc::new(Store::signing_in(credentials.jid));
-        let (driver, notices) = Driver::start(config, url, notify);
+        let mut store = Store::signing_in(credentials.jid);
+        store.persistent = self.mode == DeviceMode::Personal;
+        let roster_items = restored
+            .roster
+            .as_ref()
+            .map(|(_, items)| items.clone())
+            .unwrap_or_default();
+        store.restore(roster_items, restored.history);
+        self.saved_messages = store.messages_revision();
+        self.store = Rc::new(store);
+        let (mut driver, mut notices) = Driver::start(config, omemo, role, url, notify);
+        if let Some((version, items)) = restored.roster {
+            let ((), more) = driver.command(|s| s.restore_roster(version, items));
+            notices.extend(more);
+        }
         let omemo = driver.omemo();
         let fingerprint = omemo.fingerprint();
         let own = OwnDevice {
@@ -284,7 +564,84 @@ impl App {
         };
         self.driver = Some(driver);
         self.store().set_own_device(own);
+        if self.mode == DeviceMode::Kiosk {
+            self.idle = Some(IdleWatch::start(
+                credentials.idle_secs,
+                self.link.callback(|()| Msg::Tick),
+            ));
+        }
         self.apply(notices);
+    }
+
+    /// Personal mode: seals and writes what changed (device, roster, history). Writes run in
+    /// the order they were started.
+    fn persist(&mut self) {
+        let (Some(keeper), Some(driver)) = (self.keeper.clone(), self.driver.as_ref()) else {
+            return;
+        };
+        if std::mem::take(&mut self.device_dirty) {
+            let document = driver.omemo().save();
+            let (keeper, link) = (keeper.clone(), self.link.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                link.send_message(Msg::Saved(keeper.save_device(&document).await));
+            });
+        }
+        if std::mem::take(&mut self.roster_dirty) {
+            if let Some(version) = driver.session().roster_version() {
+                let version = version.to_owned();
+                let items: Vec<_> = driver.session().roster().cloned().collect();
+                let (keeper, link) = (keeper.clone(), self.link.clone());
+                wasm_bindgen_futures::spawn_local(async move {
+                    link.send_message(Msg::Saved(keeper.save_roster(&version, &items).await));
+                });
+            }
+        }
+        let revision = self.store.messages_revision();
+        if revision != self.saved_messages {
+            self.saved_messages = revision;
+            let history = self.store.history();
+            let link = self.link.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                link.send_message(Msg::Saved(keeper.save_history(&history).await));
+            });
+        }
+    }
+
+    /// Ends the session: with `retire`, the device leaves the account first. Then `after`.
+    fn sign_out(&mut self, retire: bool, after: AfterSignOut) {
+        self.persist();
+        if matches!(after, AfterSignOut::Leave(_)) {
+            self.leaving = true;
+        }
+        let mut after = Some(after);
+        if let Some(mut driver) = self.driver.take() {
+            let _ = driver.sign_out(retire);
+            if !driver.is_over() {
+                if let Some(after) = after.take() {
+                    self.retiring = Some((self.session_no, driver, after));
+                }
+            }
+        }
+        // A new session number, so the retiring driver's inputs are routed to it.
+        self.session_no = self.session_no.wrapping_add(1);
+        self.login_error = None;
+        self.reset();
+        if let Some(after) = after {
+            self.after_sign_out(after);
+        }
+    }
+
+    fn after_sign_out(&mut self, after: AfterSignOut) {
+        match after {
+            AfterSignOut::Nothing => {}
+            AfterSignOut::Leave(reason) => kiosk::leave(reason),
+            AfterSignOut::Forget(keeper) => {
+                let link = self.link.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    link.send_message(Msg::Forgotten(keeper.forget().await));
+                });
+            }
+        }
     }
 
     /// Copies what the OMEMO manager knows of `jid`'s devices into the store.
@@ -313,6 +670,7 @@ impl App {
         if let Err(e) = f(driver.omemo_mut()) {
             self.store().set_notice(Some(e.to_string()));
         }
+        self.device_dirty = true;
         self.refresh_devices(jid);
     }
 
@@ -406,6 +764,14 @@ impl App {
         for notice in notices {
             match notice {
                 Notice::Event(event) => {
+                    if matches!(
+                        *event,
+                        SessionEvent::Roster(_)
+                            | SessionEvent::RosterItemUpdated(_)
+                            | SessionEvent::RosterItemRemoved(_)
+                    ) {
+                        self.roster_dirty = true;
+                    }
                     // Events the store ignores (acks of non-messages, PEP, disco…) must not
                     // copy it or re-render the screens.
                     if !Store::affects(&event) {
@@ -415,7 +781,9 @@ impl App {
                         follow_ups.push(f);
                     }
                 }
+                Notice::Device(_) => self.device_dirty = true,
                 Notice::Omemo(event) => {
+                    self.device_dirty = true;
                     if let Some(jid) = self.store().apply_omemo(*event) {
                         if !changed_devices.contains(&jid) {
                             changed_devices.push(jid);
@@ -425,6 +793,7 @@ impl App {
                 Notice::Connection(connection) => {
                     if connection == Connection::Online {
                         self.signed_in = true;
+                        self.create_store_if_new();
                     }
                     self.store().set_connection(connection);
                 }
@@ -449,10 +818,33 @@ impl App {
         }
     }
 
+    /// Personal mode on a device with nothing saved yet: the server accepted the password, so
+    /// the store can be created under it.
+    fn create_store_if_new(&mut self) {
+        let Some(password) = self.pending_password.take() else {
+            return;
+        };
+        let Some(jid) = self.store.me.clone() else {
+            return;
+        };
+        let (link, session) = (self.link.clone(), self.session_no);
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = Keeper::create(&jid, &password).await;
+            link.send_message(Msg::Created { session, result });
+        });
+    }
+
     /// Back to the login screen with nothing of the session left in memory.
     fn reset(&mut self) {
         self.driver = None;
         self.signed_in = false;
+        self.unlocking = false;
+        self.keeper = None;
+        self.pending_password = None;
+        self.idle = None;
+        self.idle_left = None;
+        self.device_dirty = false;
+        self.roster_dirty = false;
         self.store = Rc::new(Store::default());
     }
 
@@ -509,6 +901,7 @@ impl App {
                 };
                 let (result, notices) = driver
                     .command_e2e(|omemo, session| omemo.send_encrypted(session, &peer, &body));
+                self.device_dirty = true;
                 match result {
                     Ok(id) => self.store().sent(&peer, id, body, true),
                     Err(sotto_session::omemo::SendError::NoDevices(_)) => {
@@ -614,16 +1007,29 @@ impl App {
             }
             Action::DismissNotice => self.store().set_notice(None),
             Action::Logout => {
-                if let Some(mut driver) = self.driver.take() {
-                    driver.logout();
-                    if !driver.is_over() {
-                        self.retiring = Some((self.session_no, driver));
-                    }
+                if self.mode == DeviceMode::Kiosk {
+                    self.sign_out(true, AfterSignOut::Leave(kiosk::REASON_SIGNED_OUT));
+                } else {
+                    self.sign_out(false, AfterSignOut::Nothing);
                 }
-                // A new session number, so the retiring driver's inputs are routed to it.
-                self.session_no = self.session_no.wrapping_add(1);
-                self.login_error = None;
-                self.reset();
+            }
+            Action::StayActive => {
+                if let Some(idle) = self.idle.as_ref() {
+                    idle.poke();
+                }
+                self.idle_left = None;
+            }
+            Action::ForgetDevice => {
+                let confirmed = web_sys::window()
+                    .and_then(|w| w.confirm_with_message(text::FORGET_DEVICE_CONFIRM).ok())
+                    .unwrap_or(false);
+                if !confirmed {
+                    return;
+                }
+                match self.keeper.take() {
+                    Some(keeper) => self.sign_out(true, AfterSignOut::Forget(keeper)),
+                    None => self.sign_out(true, AfterSignOut::Nothing),
+                }
             }
         }
     }

@@ -31,6 +31,8 @@ pub struct Credentials {
     pub mode: DeviceMode,
     /// The WebSocket URL.
     pub service: ServiceUrl,
+    /// Public-computer mode: seconds without input before the session is wiped.
+    pub idle_secs: u32,
 }
 
 /// The form's inputs from the app.
@@ -42,6 +44,15 @@ pub struct Props {
     pub error: Option<String>,
     /// Called with valid credentials.
     pub on_submit: Callback<Credentials>,
+    /// The saved data of this device is being opened.
+    #[prop_or_default]
+    pub unlocking: bool,
+    /// The saved data of this account could not be opened: offer to forget it.
+    #[prop_or_default]
+    pub offer_forget: Option<BareJid>,
+    /// Forget the saved data of this account.
+    #[prop_or_default]
+    pub on_forget: Callback<BareJid>,
 }
 
 pub enum Msg {
@@ -53,9 +64,13 @@ pub enum Msg {
     Deployment(Deployment),
 }
 
+/// Seconds without input before a public-computer session is wiped, unless the deployment
+/// says otherwise (`[client] kiosk_idle_secs`).
+pub const DEFAULT_KIOSK_IDLE_SECS: u32 = 300;
+
 /// What the deployment tells the app with the page (`GET /config.json`, served by the bridge
 /// from its `[audit]` and `[client]` sections). A missing or unreadable file means the defaults.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Deployment {
     /// The bridge keeps an audit log of use (logins, never content): the user must be told.
     pub audit: bool,
@@ -63,6 +78,19 @@ pub struct Deployment {
     pub default_kiosk: bool,
     /// Public-computer mode only: the personal choice is not offered.
     pub force_kiosk: bool,
+    /// Public-computer mode: seconds without input before the session is wiped.
+    pub kiosk_idle_secs: u32,
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Self {
+            audit: false,
+            default_kiosk: false,
+            force_kiosk: false,
+            kiosk_idle_secs: DEFAULT_KIOSK_IDLE_SECS,
+        }
+    }
 }
 
 impl Deployment {
@@ -77,6 +105,12 @@ impl Deployment {
             default_kiosk: get(&client, "default_mode").and_then(|v| v.as_string())
                 == Some("kiosk".to_owned()),
             force_kiosk: get(&client, "force_kiosk").and_then(|v| v.as_bool()) == Some(true),
+            kiosk_idle_secs: get(&client, "kiosk_idle_secs")
+                .and_then(|v| v.as_f64())
+                .filter(|s| *s >= 1.0)
+                .map_or(DEFAULT_KIOSK_IDLE_SECS, |s| {
+                    s.min(f64::from(u32::MAX)) as u32
+                }),
         }
     }
 }
@@ -156,6 +190,7 @@ impl Component for Login {
                         password: self.password.clone(),
                         mode: self.mode,
                         service: service.clone(),
+                        idle_secs: self.deployment.unwrap_or_default().kiosk_idle_secs,
                     }),
                 }
             }
@@ -202,7 +237,11 @@ impl Component for Login {
         html! {
             <main class="login" aria-labelledby="login-heading">
                 <h2 id="login-heading">{ text::LOGIN_HEADING }</h2>
+                // On a shared computer, autocomplete="off" on the form itself: Chromium then
+                // neither offers to remember the fields nor keeps their values in the tab's
+                // restorable form state (the session files of the profile).
                 <form onsubmit={on_submit} novalidate=true
+                    autocomplete={ if kiosk { "off" } else { "on" } }
                     data-deployment={ if self.deployment.is_some() { "loaded" } else { "pending" } }>
                     <p class="notice" role="alert" aria-live="assertive" data-testid="login-notice">
                         { notice }
@@ -236,14 +275,25 @@ impl Component for Login {
                             <span>{ text::LOGIN_MODE_KIOSK }</span>
                             <small>{ text::LOGIN_MODE_KIOSK_HINT }</small>
                         </label>
+                        if kiosk {
+                            <p class="kiosk-explanation" data-testid="kiosk-explanation">
+                                { text::kiosk_explanation(deployment.kiosk_idle_secs) }
+                            </p>
+                        }
                     </fieldset>
                     if let Some(service) = &self.service {
                         <p class="service">{ format!("{}: {service}", text::LOGIN_SERVICE) }</p>
                     }
                     <button type="submit" data-testid="login-submit" disabled={busy}
                         aria-busy={ if busy { "true" } else { "false" } }>
-                        { if busy { text::LOGIN_SUBMITTING } else { text::LOGIN_SUBMIT } }
+                        { if ctx.props().unlocking { text::UNLOCKING } else if busy { text::LOGIN_SUBMITTING } else { text::LOGIN_SUBMIT } }
                     </button>
+                    if let Some(jid) = ctx.props().offer_forget.clone() {
+                        <button type="button" class="button subtle" data-testid="forget-saved"
+                            onclick={ctx.props().on_forget.reform(move |_: MouseEvent| jid.clone())}>
+                            { text::FORGET_SAVED }
+                        </button>
+                    }
                 </form>
             </main>
         }

@@ -269,6 +269,8 @@ pub struct Store {
     revision: u64,
     /// Our address, once signed in.
     pub me: Option<BareJid>,
+    /// Personal mode: this device keeps its data (and can be forgotten).
+    pub persistent: bool,
     /// The connection.
     pub connection: Option<Connection>,
     /// The roster.
@@ -297,6 +299,8 @@ pub struct Store {
     pub trust_open: bool,
     /// The last message sequence number handed out.
     last_seq: u64,
+    /// Bumped whenever a conversation's messages change (what personal mode saves).
+    messages_rev: u64,
     /// Desktop notifications.
     pub notify: NotifyMode,
     /// The browser refused permission for notifications.
@@ -408,6 +412,7 @@ impl Store {
                 seq,
             },
         );
+        self.messages_rev += 1;
         self.touch();
     }
 
@@ -461,6 +466,7 @@ impl Store {
                 conversation
                     .messages
                     .retain(|m| m.direction != Direction::Outgoing || m.id.as_ref() != Some(id));
+                self.messages_rev += 1;
             }
         }
         self.touch();
@@ -660,6 +666,7 @@ impl Store {
             },
         );
         conversation.history.insert_at = at + 1;
+        self.messages_rev += 1;
         true
     }
 
@@ -779,6 +786,7 @@ impl Store {
                             && message.id.as_deref() == Some(id.as_str())
                         {
                             message.state = DeliveryState::Delivered;
+                            self.messages_rev += 1;
                             break;
                         }
                     }
@@ -840,6 +848,7 @@ impl Store {
                 .find(|m| m.direction == Direction::Outgoing && m.id.as_deref() == Some(id))
             {
                 message.state = f(message.state);
+                self.messages_rev += 1;
                 return Some(message.body.clone());
             }
         }
@@ -900,6 +909,7 @@ impl Store {
                 seq,
             },
         );
+        self.messages_rev += 1;
         if incoming {
             let name = self
                 .contacts
@@ -923,6 +933,44 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// A revision of the conversations' messages: it changes whenever one does.
+    pub fn messages_revision(&self) -> u64 {
+        self.messages_rev
+    }
+
+    /// Every conversation's messages, for personal mode's storage.
+    pub fn history(&self) -> Vec<(BareJid, Vec<Message>)> {
+        self.conversations
+            .iter()
+            .filter(|(_, c)| !c.messages.is_empty())
+            .map(|(peer, c)| (peer.clone(), c.messages.clone()))
+            .collect()
+    }
+
+    /// Puts back what personal mode saved: the roster (until the server's arrives) and the
+    /// conversations (before anything else arrived). The archive adds what is missing when a
+    /// conversation is opened; messages already here are not shown twice (same id).
+    pub fn restore(&mut self, roster: Vec<RosterItem>, history: Vec<(BareJid, Vec<Message>)>) {
+        for item in roster {
+            self.contacts
+                .entry(item.jid.clone())
+                .or_insert_with(|| Contact::new(item));
+        }
+        for (peer, messages) in history {
+            let mut restored = Vec::with_capacity(messages.len());
+            for mut message in messages {
+                message.seq = self.next_seq();
+                restored.push(message);
+            }
+            let conversation = self.conversations.entry(peer).or_default();
+            restored.append(&mut conversation.messages);
+            let excess = restored.len().saturating_sub(MAX_MESSAGES_PER_CONVERSATION);
+            restored.drain(..excess);
+            conversation.messages = restored;
+        }
+        self.touch();
     }
 
     /// Unread messages from people who are not in the roster (shown as a notice line).

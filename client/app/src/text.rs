@@ -14,9 +14,63 @@ pub const LOGIN_PASSWORD: &str = "Password";
 pub const LOGIN_MODE_LEGEND: &str = "This computer is";
 pub const LOGIN_MODE_PERSONAL: &str = "My device";
 pub const LOGIN_MODE_PERSONAL_HINT: &str =
-    "Your own computer. (Until encrypted storage lands, nothing is kept after you close the tab.)";
+    "Your own computer: your keys and messages stay here, encrypted with your password.";
 pub const LOGIN_MODE_KIOSK: &str = "A public or shared computer";
 pub const LOGIN_MODE_KIOSK_HINT: &str = "Nothing is stored; everything is wiped when you leave.";
+/// What public-computer mode does and does not protect against, in plain words.
+pub fn kiosk_explanation(idle_secs: u32) -> String {
+    format!(
+        "On a public computer Sotto writes nothing to this browser: your keys, contacts and \
+         messages live only in this tab’s memory, and a new encryption key is made for this \
+         visit and removed from your account when you leave. Everything is wiped when you sign \
+         out, close the tab, or do nothing for {}. What it cannot do: protect you from a \
+         keylogger, a screen recorder or a browser that someone has tampered with — on a \
+         computer you do not trust, assume what you type can be seen.",
+        duration_words(idle_secs)
+    )
+}
+/// "5 minutes", "90 seconds".
+pub fn duration_words(secs: u32) -> String {
+    if secs >= 120 && secs.is_multiple_of(60) {
+        format!("{} minutes", secs / 60)
+    } else if secs == 60 {
+        "1 minute".into()
+    } else {
+        format!("{secs} seconds")
+    }
+}
+pub const IDLE_WARNING_STAY: &str = "Stay signed in";
+/// The countdown before an idle public-computer session is wiped.
+pub fn idle_warning(secs_left: u32) -> String {
+    format!(
+        "No activity: for your safety you will be signed out and everything wiped in {secs_left} s."
+    )
+}
+pub const SIGNED_OUT_WIPED: &str =
+    "You are signed out. Nothing of your session is left in this browser.";
+pub const SIGNED_OUT_IDLE: &str =
+    "You were signed out after a period of inactivity. Nothing of your session is left in this browser.";
+pub const UNLOCKING: &str = "Opening the messages saved on this device…";
+pub const ERROR_WRONG_PASSPHRASE: &str = "This password does not open the messages saved on this device for this account. Nothing was changed. If you changed your password elsewhere, sign in with the old one once, or forget the saved data.";
+pub const FORGET_SAVED: &str = "Forget the data saved on this device";
+pub const FORGET_SAVED_DONE: &str = "The data saved on this device for this account is deleted.";
+pub const FORGET_DEVICE: &str = "Forget this device";
+pub const FORGET_DEVICE_CONFIRM: &str = "Delete everything Sotto saved on this device for this account, remove this device from your account\u{2019}s encryption keys, and sign out?";
+pub fn storage_damaged(what: &str) -> String {
+    format!("The data saved on this device cannot be read ({what}). Nothing was changed; you can forget it and start afresh.")
+}
+pub const WIPING: &str = "Signing out and wiping this session\u{2026}";
+/// A personal-storage problem, in words.
+pub fn keep_error(e: &crate::persist::KeepError) -> String {
+    use crate::persist::KeepError;
+    match e {
+        KeepError::WrongPassphrase => ERROR_WRONG_PASSPHRASE.to_owned(),
+        KeepError::Damaged(what) => storage_damaged(what),
+        KeepError::Storage(e) => format!(
+            "This browser\u{2019}s storage cannot be used ({e}). Choose \u{201c}{LOGIN_MODE_KIOSK}\u{201d} to chat without storing anything."
+        ),
+    }
+}
 /// Shown on the login screen when the deployment keeps an audit log of use.
 pub const AUDIT_NOTICE: &str = "This service records when you sign in and out, and which of your organisation\u{2019}s rules stopped a message \u{2014} never what you write. Your messages stay end-to-end encrypted.";
 pub const LOGIN_SUBMIT: &str = "Sign in";

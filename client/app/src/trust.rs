@@ -225,6 +225,14 @@ pub fn trust_dialog(props: &Props) -> Html {
                 }
                 { for contacts.iter().map(contact_section) }
                 { notifications(store, &props.on_action) }
+                if store.persistent {
+                    <section class="trust-forget">
+                        <button type="button" class="button danger" data-testid="forget-device"
+                            onclick={props.on_action.reform(|_: MouseEvent| Action::ForgetDevice)}>
+                            { text::FORGET_DEVICE }
+                        </button>
+                    </section>
+                }
             </div>
         </div>
     }
