@@ -94,63 +94,8 @@ impl PublicKey {
         &self.0
     }
 
-    /// This key prepared for X25519 (see [`DhPublicKey`]); prepare a peer key once when it
-    /// takes part in several Diffie-Hellman operations.
-    pub(crate) fn prepare(&self) -> DhPublicKey {
-        DhPublicKey::new(self.0, edwards_dh_is_faster())
-    }
-}
-
-/// A peer's X25519 public key, ready for one or more Diffie-Hellman operations.
-///
-/// X25519 is the Montgomery `u` coordinate of `[clamp(k)]·P`. `x25519_dalek` computes it with
-/// the Montgomery ladder, which runs on curve25519-dalek's serial field arithmetic. When `u` is
-/// on the curve (it always is for honest peers) the same value comes out of curve25519-dalek's
-/// Edwards arithmetic: map `u` to an Edwards point with the birational map
-/// (`MontgomeryPoint::to_edwards`), multiply by the clamped, unreduced scalar
-/// (`EdwardsPoint::mul_clamped`, constant-time, multiples of 8 so small-order components vanish
-/// exactly as in the ladder) and map back (`EdwardsPoint::to_montgomery`, which yields 0 for the
-/// identity as the ladder does). On x86-64 with AVX2 that multiplication uses curve25519-dalek's
-/// vector backend: measured (benches/omemo.rs machine) 38 µs per DH against 61 µs for the
-/// ladder, plus 9 µs for the map to Edwards (a field inversion and a square root), which is why
-/// it is done once per peer key and shared by that key's DHs (a session setup has 11 DHs with
-/// 6 distinct peer keys). Keys on the twist (possible only from a malicious peer) have no
-/// Edwards form and go through the ladder; that branch depends on public data only. Elsewhere
-/// (WebAssembly, other architectures, CPUs without AVX2) every DH uses the ladder: with
-/// curve25519-dalek's serial backend the Edwards route is no faster.
-#[derive(Clone, Copy)]
-pub(crate) struct DhPublicKey {
-    raw: [u8; 32],
-    edwards: Option<EdwardsPoint>,
-}
-
-impl DhPublicKey {
-    fn new(raw: [u8; 32], use_edwards: bool) -> Self {
-        let edwards = if use_edwards {
-            // The sign is arbitrary: X25519 depends only on u, and u(−P) = u(P).
-            MontgomeryPoint(raw).to_edwards(0)
-        } else {
-            None
-        };
-        Self { raw, edwards }
-    }
-
-    /// The key itself.
-    pub(crate) fn public_key(&self) -> PublicKey {
-        PublicKey(self.raw)
-    }
-}
-
-/// Whether X25519 through curve25519-dalek's Edwards arithmetic beats the Montgomery ladder:
-/// only with its AVX2 backend (which it picks at run time on x86-64).
-fn edwards_dh_is_faster() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    fn x25519(&self) -> x25519_dalek::PublicKey {
+        x25519_dalek::PublicKey::from(self.0)
     }
 }
 
@@ -194,25 +139,7 @@ impl KeyPair {
 
     /// X25519 with a peer's public key.
     pub(crate) fn diffie_hellman(&self, theirs: &PublicKey) -> Zeroizing<[u8; 32]> {
-        self.diffie_hellman_prepared(&theirs.prepare())
-    }
-
-    /// X25519 with a peer's prepared public key (see [`DhPublicKey`]); the same bytes as
-    /// `x25519_dalek`'s `diffie_hellman` for every key.
-    pub(crate) fn diffie_hellman_prepared(&self, theirs: &DhPublicKey) -> Zeroizing<[u8; 32]> {
-        match theirs.edwards {
-            Some(point) => {
-                let secret = Zeroizing::new(self.secret.to_bytes());
-                let shared = Zeroizing::new(point.mul_clamped(*secret));
-                let u = Zeroizing::new(shared.to_montgomery());
-                Zeroizing::new(u.to_bytes())
-            }
-            None => Zeroizing::new(
-                self.secret
-                    .diffie_hellman(&x25519_dalek::PublicKey::from(theirs.raw))
-                    .to_bytes(),
-            ),
-        }
+        Zeroizing::new(self.secret.diffie_hellman(&theirs.x25519()).to_bytes())
     }
 
     /// The private key bytes, for pickling only.
@@ -484,7 +411,7 @@ impl Zeroize for KeyPair {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
 
     /// libsignal `Curve25519Test.testSignature` (PROTOCOLS.md §9).
@@ -542,100 +469,6 @@ mod tests {
             [true, true],
             "both Ed25519 sign bits occur and verify"
         );
-    }
-
-    /// X25519 through the Edwards form must equal the ladder (`x25519_dalek`) bit for bit.
-    fn assert_dh_paths_agree(secret: [u8; 32], u: [u8; 32]) {
-        let ours = KeyPair::from_secret_bytes(secret);
-        let ladder = x25519_dalek::x25519(secret, u);
-        let edwards = DhPublicKey::new(u, true);
-        assert_eq!(
-            *ours.diffie_hellman_prepared(&edwards),
-            ladder,
-            "u = {u:02x?}"
-        );
-        let plain = DhPublicKey::new(u, false);
-        assert!(plain.edwards.is_none());
-        assert_eq!(
-            *ours.diffie_hellman_prepared(&plain),
-            ladder,
-            "u = {u:02x?}"
-        );
-        assert_eq!(*ours.diffie_hellman(&PublicKey::from_raw(u)), ladder);
-    }
-
-    fn hex32(s: &str) -> [u8; 32] {
-        hex::decode(s).unwrap().try_into().unwrap()
-    }
-
-    /// RFC 7748 §5.2: the first vector's output, and both vectors (the second has the top bit
-    /// of u set, which X25519 ignores) against the ladder.
-    #[test]
-    fn x25519_rfc7748_vectors() {
-        let k = hex32("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4");
-        let u = hex32("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c");
-        let pair = KeyPair::from_secret_bytes(k);
-        assert!(DhPublicKey::new(u, true).edwards.is_some(), "on the curve");
-        assert_eq!(
-            hex::encode(*pair.diffie_hellman_prepared(&DhPublicKey::new(u, true))),
-            "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
-        );
-        assert_dh_paths_agree(k, u);
-        assert_dh_paths_agree(
-            hex32("4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d"),
-            hex32("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493"),
-        );
-    }
-
-    /// Small-order points, −1, non-canonical encodings (u ≥ p, top bit set) and the base point:
-    /// the clamped scalar is a multiple of 8, so small-order results are the all-zero output
-    /// on both paths.
-    #[test]
-    fn x25519_edge_points_agree_with_the_ladder() {
-        let points = [
-            "0000000000000000000000000000000000000000000000000000000000000000",
-            "0100000000000000000000000000000000000000000000000000000000000000",
-            "0900000000000000000000000000000000000000000000000000000000000000",
-            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
-            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
-            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-            "cdeb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b880",
-            "4c9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f11d7",
-            "d9ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-            "daffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-            "dbffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-            "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-        ];
-        let mut rng = ChaCha20Rng::seed_from_u64(11);
-        for point in points {
-            for _ in 0..4 {
-                let mut secret = [0u8; 32];
-                rng.fill_bytes(&mut secret);
-                assert_dh_paths_agree(secret, hex32(point));
-            }
-        }
-    }
-
-    /// Random u: about half are on the twist (ladder fallback), half on the curve.
-    #[test]
-    fn x25519_random_points_agree_with_the_ladder() {
-        let mut rng = ChaCha20Rng::seed_from_u64(12);
-        let mut on_curve = 0;
-        for _ in 0..200 {
-            let mut secret = [0u8; 32];
-            let mut u = [0u8; 32];
-            rng.fill_bytes(&mut secret);
-            rng.fill_bytes(&mut u);
-            on_curve += usize::from(DhPublicKey::new(u, true).edwards.is_some());
-            assert_dh_paths_agree(secret, u);
-            // Honest keys are always on the curve.
-            let public = KeyPair::generate(&mut rng).public_key();
-            assert!(DhPublicKey::new(*public.as_raw(), true).edwards.is_some());
-            assert_dh_paths_agree(secret, *public.as_raw());
-        }
-        assert!((50..150).contains(&on_curve), "{on_curve}");
     }
 
     #[test]

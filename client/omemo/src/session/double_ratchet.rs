@@ -17,7 +17,7 @@ use super::{
     DecryptionError, EncryptionError,
 };
 use crate::{
-    keys::{DhPublicKey, IdentityKey, KeyPair},
+    keys::{IdentityKey, KeyPair, PublicKey},
     messages::SignalMessage,
 };
 
@@ -50,16 +50,13 @@ impl DoubleRatchet {
     pub(crate) fn alice(
         root_key: RootKey,
         chain_key: ChainKey,
-        their_signed_pre_key: &DhPublicKey,
+        their_signed_pre_key: PublicKey,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Self {
         let ratchet = KeyPair::generate(rng);
-        let (root_key, sending) = root_key.create_chain(their_signed_pre_key, &ratchet);
+        let (root_key, sending) = root_key.create_chain(&their_signed_pre_key, &ratchet);
         let mut receivers = VecDeque::new();
-        receivers.push_back(ReceiverChain::new(
-            their_signed_pre_key.public_key(),
-            chain_key,
-        ));
+        receivers.push_back(ReceiverChain::new(their_signed_pre_key, chain_key));
         Self {
             root_key,
             sender: SenderChain {
@@ -126,14 +123,14 @@ impl DoubleRatchet {
 
         let Some(index) = existing else {
             // A new ratchet key from the peer: a DH ratchet step, committed only on success.
-            // Its key takes part in two DHs: map it to Edwards form once.
-            let prepared = ratchet_key.prepare();
-            let (root_key, receiving) = self.root_key.create_chain(&prepared, &self.sender.ratchet);
+            let (root_key, receiving) = self
+                .root_key
+                .create_chain(&ratchet_key, &self.sender.ratchet);
             let adv = advance(&receiving, counter)?;
             let plaintext = open(&adv.keys, message, theirs, ours)?;
 
             let ratchet = KeyPair::generate(rng);
-            let (root_key, sending) = root_key.create_chain(&prepared, &ratchet);
+            let (root_key, sending) = root_key.create_chain(&ratchet_key, &ratchet);
             let mut chain = ReceiverChain::new(ratchet_key, receiving);
             chain.commit(adv);
             self.receivers.push_back(chain);

@@ -116,19 +116,17 @@ impl Session {
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Self {
         let base_key = KeyPair::generate(rng);
-        // X3DH and the initial ratchet step both use the signed prekey: prepare it once.
-        let their_signed_pre_key = signed_pre_key.1.prepare();
         let (root, chain) = x3dh::alice(
             our_identity,
             &base_key,
             &their_identity,
-            &their_signed_pre_key,
+            &signed_pre_key.1,
             one_time_pre_key.as_ref().map(|(_, k)| k),
         );
         Self {
             local_identity: our_identity.identity_key(),
             remote_identity: their_identity,
-            ratchet: DoubleRatchet::alice(root, chain, &their_signed_pre_key, rng),
+            ratchet: DoubleRatchet::alice(root, chain, signed_pre_key.1, rng),
             pending_pre_key: Some(PendingPreKey {
                 pre_key_id: one_time_pre_key.map(|(id, _)| id),
                 signed_pre_key_id: signed_pre_key.0,

@@ -8,7 +8,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::chain_key::ChainKey;
-use crate::keys::{DhPublicKey, KeyPair};
+use crate::keys::{KeyPair, PublicKey};
 
 const INFO: &[u8] = b"WhisperRatchet";
 
@@ -29,10 +29,10 @@ impl RootKey {
     /// keyed by `their_ratchet` and `our_ratchet`.
     pub(crate) fn create_chain(
         &self,
-        their_ratchet: &DhPublicKey,
+        their_ratchet: &PublicKey,
         our_ratchet: &KeyPair,
     ) -> (RootKey, ChainKey) {
-        let shared = our_ratchet.diffie_hellman_prepared(their_ratchet);
+        let shared = our_ratchet.diffie_hellman(their_ratchet);
         let hkdf = Hkdf::<Sha256>::new(Some(&self.0), shared.as_ref());
         let mut okm = Zeroizing::new([0u8; 64]);
         // 64 bytes is far below HKDF-SHA256's limit; expansion cannot fail.
@@ -64,8 +64,8 @@ mod tests {
         let a = KeyPair::from_secret_bytes([1; 32]);
         let b = KeyPair::from_secret_bytes([2; 32]);
         let rk = RootKey::new([3; 32]);
-        let (ra, ca) = rk.create_chain(&b.public_key().prepare(), &a);
-        let (rb, cb) = rk.create_chain(&a.public_key().prepare(), &b);
+        let (ra, ca) = rk.create_chain(&b.public_key(), &a);
+        let (rb, cb) = rk.create_chain(&a.public_key(), &b);
         assert_eq!(ra.as_bytes(), rb.as_bytes());
         assert_eq!(ca.key_bytes(), cb.key_bytes());
         assert_ne!(ra.as_bytes(), rk.as_bytes());

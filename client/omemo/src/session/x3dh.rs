@@ -11,7 +11,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::{chain_key::ChainKey, root_key::RootKey};
-use crate::keys::{DhPublicKey, IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
+use crate::keys::{IdentityKey, IdentityKeyPair, KeyPair, PublicKey};
 
 const INFO: &[u8] = b"WhisperText";
 
@@ -33,20 +33,18 @@ fn derive(dhs: &[Zeroizing<[u8; 32]>]) -> (RootKey, ChainKey) {
     (RootKey::new(*root), ChainKey::new(*chain, 0))
 }
 
-/// The initiator's side. The signed prekey comes prepared: the initial ratchet step uses it too.
+/// The initiator's side.
 pub(crate) fn alice(
     our_identity: &IdentityKeyPair,
     our_base_key: &KeyPair,
     their_identity: &IdentityKey,
-    their_signed_pre_key: &DhPublicKey,
+    their_signed_pre_key: &PublicKey,
     their_one_time_pre_key: Option<&PublicKey>,
 ) -> (RootKey, ChainKey) {
     let mut dhs = vec![
-        our_identity
-            .key_pair()
-            .diffie_hellman_prepared(their_signed_pre_key),
+        our_identity.key_pair().diffie_hellman(their_signed_pre_key),
         our_base_key.diffie_hellman(&their_identity.public_key()),
-        our_base_key.diffie_hellman_prepared(their_signed_pre_key),
+        our_base_key.diffie_hellman(their_signed_pre_key),
     ];
     if let Some(opk) = their_one_time_pre_key {
         dhs.push(our_base_key.diffie_hellman(opk));
@@ -62,15 +60,13 @@ pub(crate) fn bob(
     their_identity: &IdentityKey,
     their_base_key: &PublicKey,
 ) -> (RootKey, ChainKey) {
-    // The base key takes part in three or four DHs: map it to Edwards form once.
-    let base = their_base_key.prepare();
     let mut dhs = vec![
         our_signed_pre_key.diffie_hellman(&their_identity.public_key()),
-        our_identity.key_pair().diffie_hellman_prepared(&base),
-        our_signed_pre_key.diffie_hellman_prepared(&base),
+        our_identity.key_pair().diffie_hellman(their_base_key),
+        our_signed_pre_key.diffie_hellman(their_base_key),
     ];
     if let Some(opk) = our_one_time_pre_key {
-        dhs.push(opk.diffie_hellman_prepared(&base));
+        dhs.push(opk.diffie_hellman(their_base_key));
     }
     derive(&dhs)
 }
@@ -126,7 +122,7 @@ mod tests {
                 &ik_a,
                 &ek_a,
                 &ik_b.identity_key(),
-                &spk_b.public_key().prepare(),
+                &spk_b.public_key(),
                 opk.map(|k| k.public_key()).as_ref(),
             );
             let (rb, cb) = bob(&ik_b, &spk_b, opk, &ik_a.identity_key(), &ek_a.public_key());
