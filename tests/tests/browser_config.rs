@@ -1,6 +1,7 @@
 //! The deployment's settings reach the app with the page (`/config.json`): the login screen tells
 //! the user when the organisation keeps an audit log of use, and not otherwise; a deployment that
-//! forces public-computer mode preselects it and does not offer the personal choice.
+//! forces public-computer mode preselects it and does not offer the personal choice; the app
+//! tells the bridge its mode, which the audit of use records.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -55,7 +56,7 @@ async fn checked(b: &Browser, testid: &str) -> Result<(bool, bool)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_config_audit_notice_and_forced_kiosk() -> Result<()> {
     let dist = dist_dir()?;
-    let prosody = Prosody::for_test("browser-config", &[])?;
+    let prosody = Prosody::for_test("browser-config", &["alice"])?;
     let audit_path = prosody.dir().join("audit.jsonl");
 
     // Without audit and without [client]: no notice, personal mode preselected and offered.
@@ -97,6 +98,28 @@ async fn browser_config_audit_notice_and_forced_kiosk() -> Result<()> {
         std::fs::create_dir_all(sotto_tests::target_dir().join("screenshots"))?;
         b.screenshot(&sotto_tests::target_dir().join("screenshots/login-audit-notice.png"))
             .await?;
+        // Signing in (kiosk, as forced): the audit records the login with the mode.
+        sotto_tests::app::type_into(b, "login-jid", "alice@localhost").await?;
+        sotto_tests::app::type_into(b, "login-password", "alice-pass").await?;
+        sotto_tests::app::click(b, "login-submit").await?;
+        sotto_tests::app::wait_text(b, "connection-state", "online", LOAD_TIMEOUT).await?;
+        let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
+        loop {
+            let log = std::fs::read_to_string(&audit_path).unwrap_or_default();
+            let login = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["event"] == "login" && v["account"] == "alice@localhost");
+            if let Some(login) = login {
+                ensure!(login["mode"] == "kiosk", "audit login line: {login}");
+                break;
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "no login in the audit log: {log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     })
     .await?;

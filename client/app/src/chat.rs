@@ -232,7 +232,7 @@ fn message_item(props: &MessageProps) -> Html {
                     { format!("{} {error}", text::DECRYPT_ERROR_PREFIX) }
                 </p>
             } else {
-                <p class="body">{ message.body.clone() }</p>
+                <p class="body">{ body_html(&message.body) }</p>
             }
             if state.is_some() || !message.encrypted {
                 <span class="meta">
@@ -405,5 +405,32 @@ fn composer(props: &ComposerProps) -> Html {
                 oninput={on_input} onkeydown={on_keydown} maxlength="20000" />
             <button type="submit" class="button primary" data-testid="chat-send">{ text::CHAT_SEND }</button>
         </form>
+    }
+}
+
+/// A message text as text, with its web addresses as links that show their real target
+/// (crate::links). Never HTML: the text is only ever a text node.
+fn body_html(body: &str) -> Html {
+    use crate::links::{segments, Segment};
+    let segments = segments(body);
+    if segments.iter().all(|s| matches!(s, Segment::Text(_))) {
+        return html! { body.to_owned() };
+    }
+    html! {
+        { for segments.into_iter().map(|segment| match segment {
+            Segment::Text(t) => html! { t.to_owned() },
+            Segment::Link { url, ascii_host } => html! {
+                <>
+                    <a href={url.to_owned()} target="_blank" rel="noopener noreferrer nofollow"
+                        referrerpolicy="no-referrer" data-testid="message-link"
+                        title={ text::link_title(url) }>{ url.to_owned() }</a>
+                    if let Some(ascii) = ascii_host {
+                        <span class="link-host" data-testid="message-link-host">
+                            { text::link_ascii_host(&ascii) }
+                        </span>
+                    }
+                </>
+            },
+        }) }
     }
 }

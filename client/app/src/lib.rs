@@ -21,6 +21,7 @@ mod contacts;
 pub mod driver;
 mod idb;
 mod kiosk;
+mod links;
 mod login;
 pub mod persist;
 pub mod store;
@@ -180,6 +181,11 @@ pub struct App {
     saved_messages: u64,
     /// A storage problem at login: offer to forget the saved data of this account.
     offer_forget: Option<BareJid>,
+    /// The password did not open the saved data: ask for the previous one.
+    ask_old_password: bool,
+    /// Opened with the previous password: re-lock the data with this one once the server has
+    /// accepted it.
+    rewrap_to: Option<Zeroizing<String>>,
     _page: [Closure<dyn FnMut(web_sys::Event)>; 2],
     session_no: u32,
     store: Rc<Store>,
@@ -217,6 +223,8 @@ impl Component for App {
             roster_dirty: false,
             saved_messages: 0,
             offer_forget: None,
+            ask_old_password: false,
+            rewrap_to: None,
             _page: kiosk::watch_page(ctx.link().callback(|()| Msg::PageHide)),
             session_no: 0,
             store: Rc::new(Store::default()),
@@ -346,6 +354,7 @@ impl Component for App {
                     <login::Login busy={connection == Connection::Connecting || self.unlocking}
                         unlocking={self.unlocking}
                         offer_forget={self.offer_forget.clone()} {on_forget}
+                        ask_old_password={self.ask_old_password}
                         error={self.login_error.clone()} {on_submit} />
                     <footer class="footer">
                         <span class="connection-state" data-state={connection.label()}
@@ -465,7 +474,11 @@ impl App {
                 let link = self.link.clone();
                 let session = self.session_no;
                 wasm_bindgen_futures::spawn_local(async move {
-                    let result = Keeper::open(&credentials.jid, &credentials.password).await;
+                    let passphrase = credentials
+                        .old_password
+                        .as_ref()
+                        .unwrap_or(&credentials.password);
+                    let result = Keeper::open(&credentials.jid, passphrase).await;
                     link.send_message(Msg::Unlocked {
                         session,
                         credentials,
@@ -505,6 +518,10 @@ impl App {
                     None => Omemo::new(credentials.jid.clone(), &mut rand_core::OsRng),
                 };
                 self.keeper = Some(keeper);
+                self.ask_old_password = false;
+                if credentials.old_password.is_some() {
+                    self.rewrap_to = Some(credentials.password.clone());
+                }
                 self.start(credentials, omemo, Role::Permanent, restored);
             }
             Ok(None) => {
@@ -515,6 +532,7 @@ impl App {
             Err(e) => {
                 let jid = credentials.jid.clone();
                 self.login_failed_storage(text::keep_error(&e), &jid);
+                self.ask_old_password = e == KeepError::WrongPassphrase;
             }
         }
     }
@@ -531,7 +549,9 @@ impl App {
         let notify = self
             .link
             .callback(move |input: Input| Msg::Net { session, input });
-        let url = credentials.service.to_string();
+        // The mode goes to the bridge with the WebSocket URL, for its audit of use (it is the
+        // client's word, so the bridge's policy does not rely on it).
+        let url = with_mode(&credentials.service.to_string(), credentials.mode);
         self.mode = credentials.mode;
         let config = Config {
             jid: credentials.jid.clone(),
@@ -794,6 +814,7 @@ impl App {
                     if connection == Connection::Online {
                         self.signed_in = true;
                         self.create_store_if_new();
+                        self.rewrap_if_changed();
                     }
                     self.store().set_connection(connection);
                 }
@@ -834,6 +855,18 @@ impl App {
         });
     }
 
+    /// Personal mode, opened with the previous password: the server accepted the new one, so
+    /// the data key is wrapped under it (docs/SECURITY.md §6).
+    fn rewrap_if_changed(&mut self) {
+        let (Some(password), Some(keeper)) = (self.rewrap_to.take(), self.keeper.clone()) else {
+            return;
+        };
+        let link = self.link.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            link.send_message(Msg::Saved(keeper.rewrap(&password).await));
+        });
+    }
+
     /// Back to the login screen with nothing of the session left in memory.
     fn reset(&mut self) {
         self.driver = None;
@@ -841,6 +874,7 @@ impl App {
         self.unlocking = false;
         self.keeper = None;
         self.pending_password = None;
+        self.rewrap_to = None;
         self.idle = None;
         self.idle_left = None;
         self.device_dirty = false;
@@ -1033,6 +1067,16 @@ impl App {
             }
         }
     }
+}
+
+/// `url` with `mode=kiosk|personal` added to its query.
+fn with_mode(url: &str, mode: DeviceMode) -> String {
+    let mode = match mode {
+        DeviceMode::Kiosk => "kiosk",
+        DeviceMode::Personal => "personal",
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode={mode}")
 }
 
 /// How available a contact is, in words, and the CSS class of its dot.

@@ -33,6 +33,9 @@ pub struct Credentials {
     pub service: ServiceUrl,
     /// Public-computer mode: seconds without input before the session is wiped.
     pub idle_secs: u32,
+    /// Personal mode after a password change elsewhere: the previous password, which still
+    /// locks this device's saved data (it is re-locked with the new one after sign-in).
+    pub old_password: Option<Zeroizing<String>>,
 }
 
 /// The form's inputs from the app.
@@ -50,6 +53,9 @@ pub struct Props {
     /// The saved data of this account could not be opened: offer to forget it.
     #[prop_or_default]
     pub offer_forget: Option<BareJid>,
+    /// The password did not open the saved data: ask for the previous one too.
+    #[prop_or_default]
+    pub ask_old_password: bool,
     /// Forget the saved data of this account.
     #[prop_or_default]
     pub on_forget: Callback<BareJid>,
@@ -58,6 +64,7 @@ pub struct Props {
 pub enum Msg {
     Jid(String),
     Password(String),
+    OldPassword(String),
     Mode(DeviceMode),
     Submit,
     /// The deployment's settings arrived from the bridge (`/config.json`).
@@ -134,6 +141,7 @@ async fn fetch_deployment() -> Option<Deployment> {
 pub struct Login {
     jid: String,
     password: Zeroizing<String>,
+    old_password: Zeroizing<String>,
     mode: DeviceMode,
     notice: Option<&'static str>,
     service: Option<ServiceUrl>,
@@ -154,6 +162,7 @@ impl Component for Login {
         Self {
             jid: String::new(),
             password: Zeroizing::new(String::new()),
+            old_password: Zeroizing::new(String::new()),
             mode: DeviceMode::Personal,
             notice: None,
             service: same_origin_service(),
@@ -165,6 +174,7 @@ impl Component for Login {
         match msg {
             Msg::Jid(jid) => self.jid = jid,
             Msg::Password(password) => self.password = Zeroizing::new(password),
+            Msg::OldPassword(password) => self.old_password = Zeroizing::new(password),
             Msg::Mode(mode) => {
                 let forced = self.deployment.is_some_and(|d| d.force_kiosk);
                 self.mode = if forced { DeviceMode::Kiosk } else { mode };
@@ -191,6 +201,10 @@ impl Component for Login {
                         mode: self.mode,
                         service: service.clone(),
                         idle_secs: self.deployment.unwrap_or_default().kiosk_idle_secs,
+                        old_password: (ctx.props().ask_old_password
+                            && self.mode == DeviceMode::Personal
+                            && !self.old_password.is_empty())
+                        .then(|| self.old_password.clone()),
                     }),
                 }
             }
@@ -218,6 +232,7 @@ impl Component for Login {
         let link = ctx.link();
         let on_jid = link.callback(|e: InputEvent| Msg::Jid(input_value(&e)));
         let on_password = link.callback(|e: InputEvent| Msg::Password(input_value(&e)));
+        let on_old_password = link.callback(|e: InputEvent| Msg::OldPassword(input_value(&e)));
         let on_personal = link.callback(|_: Event| Msg::Mode(DeviceMode::Personal));
         let on_kiosk = link.callback(|_: Event| Msg::Mode(DeviceMode::Kiosk));
         let on_submit = link.callback(|e: SubmitEvent| {
@@ -237,11 +252,11 @@ impl Component for Login {
         html! {
             <main class="login" aria-labelledby="login-heading">
                 <h2 id="login-heading">{ text::LOGIN_HEADING }</h2>
-                // On a shared computer, autocomplete="off" on the form itself: Chromium then
-                // neither offers to remember the fields nor keeps their values in the tab's
-                // restorable form state (the session files of the profile).
-                <form onsubmit={on_submit} novalidate=true
-                    autocomplete={ if kiosk { "off" } else { "on" } }
+                // autocomplete="off" on the form itself, in both modes: Chromium then keeps no
+                // copy of the fields in the tab's restorable form state (the profile's session
+                // files), which it may capture while the mode is still being chosen. Password
+                // managers still see the fields' own autocomplete hints in personal mode.
+                <form onsubmit={on_submit} novalidate=true autocomplete="off"
                     data-deployment={ if self.deployment.is_some() { "loaded" } else { "pending" } }>
                     <p class="notice" role="alert" aria-live="assertive" data-testid="login-notice">
                         { notice }
@@ -260,6 +275,13 @@ impl Component for Login {
                     <input id="login-password" data-testid="login-password" type="password"
                         autocomplete={password_autocomplete} value={ self.password.to_string() }
                         oninput={on_password} required=true />
+                    if ctx.props().ask_old_password && !kiosk {
+                        <label for="login-old-password">{ text::LOGIN_OLD_PASSWORD }</label>
+                        <input id="login-old-password" data-testid="login-old-password"
+                            type="password" autocomplete="off"
+                            value={ self.old_password.to_string() } oninput={on_old_password} />
+                        <small class="hint">{ text::LOGIN_OLD_PASSWORD_HINT }</small>
+                    }
                     <fieldset class="mode">
                         <legend>{ text::LOGIN_MODE_LEGEND }</legend>
                         <label class="choice">

@@ -189,6 +189,20 @@ impl Keeper {
         Ok(())
     }
 
+    /// Wraps the data key under `password` instead (after a password change): one record is
+    /// rewritten, nothing is re-encrypted.
+    pub async fn rewrap(&self, password: &str) -> Result<(), KeepError> {
+        let wrapped = self.vault.rewrap(
+            password.as_bytes(),
+            KdfParams::BROWSER,
+            &mut rand_core::OsRng,
+        )?;
+        self.db
+            .put_all(&[(format!("{}{KEY}", self.prefix), wrapped.to_bytes())])
+            .await?;
+        Ok(())
+    }
+
     /// Deletes everything saved for this account on this device.
     pub async fn forget(&self) -> Result<(), KeepError> {
         self.db.delete_prefix(&self.prefix).await?;

@@ -51,7 +51,10 @@ pub const SIGNED_OUT_WIPED: &str =
 pub const SIGNED_OUT_IDLE: &str =
     "You were signed out after a period of inactivity. Nothing of your session is left in this browser.";
 pub const UNLOCKING: &str = "Opening the messages saved on this device…";
-pub const ERROR_WRONG_PASSPHRASE: &str = "This password does not open the messages saved on this device for this account. Nothing was changed. If you changed your password elsewhere, sign in with the old one once, or forget the saved data.";
+pub const ERROR_WRONG_PASSPHRASE: &str = "This password does not open the messages saved on this device for this account. Nothing was changed. If you changed your password, enter the previous one too; or forget the saved data.";
+pub const LOGIN_OLD_PASSWORD: &str = "Previous password";
+pub const LOGIN_OLD_PASSWORD_HINT: &str =
+    "The data saved on this device is still locked with it; it is re-locked with your new password once you are signed in.";
 pub const FORGET_SAVED: &str = "Forget the data saved on this device";
 pub const FORGET_SAVED_DONE: &str = "The data saved on this device for this account is deleted.";
 pub const FORGET_DEVICE: &str = "Forget this device";
@@ -331,4 +334,13 @@ pub fn unread(n: u32) -> String {
     } else {
         format!("{n} unread messages")
     }
+}
+
+/// The tooltip of a link in a message.
+pub fn link_title(url: &str) -> String {
+    format!("Opens {url} in a new tab")
+}
+/// Shown after a link whose host has non-ASCII letters (which can imitate another name).
+pub fn link_ascii_host(ascii: &str) -> String {
+    format!(" (really {ascii})")
 }
