@@ -15,6 +15,15 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 
 pub fn check() -> Result<()> {
     ensure_cargo_deny()?;
+    // cargo-deny runs offline (no advisory database), so every crate of the lock file must be
+    // in cargo's cache — including those of targets never built here (wasi, Apple, Windows),
+    // which a fresh machine has not downloaded: fetch them from crates.io first.
+    run_command(
+        cargo()
+            .current_dir(workspace_root())
+            .args(["fetch", "--locked"]),
+    )
+    .context("cargo fetch (every crate of Cargo.lock, for cargo-deny)")?;
     run_command(
         cargo()
             .current_dir(workspace_root())
