@@ -175,6 +175,53 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             save_screenshot(alice, "chat").await?;
             save_screenshot(bob, "chat-bob").await?;
 
+            // Blocking (XEP-0191): while alice blocks bob, nothing of his reaches her; after
+            // unblocking, it does again.
+            click(alice, "contact-block").await?;
+            wait_css(
+                alice,
+                "[data-testid=\"contact-block\"][data-blocked=\"true\"]",
+                STEP,
+            )
+            .await?;
+            alice.wait_for_testid("blocked-note", STEP).await?;
+            wait_css(
+                alice,
+                "[data-testid=\"contact\"][data-jid=\"bob@localhost\"][data-blocked=\"true\"]",
+                STEP,
+            )
+            .await?;
+            save_screenshot(alice, "chat-blocked").await?;
+            type_into(bob, "chat-input", "sent while blocked\u{E007}").await?;
+            wait_css_text(
+                bob,
+                "[data-testid=\"message\"][data-direction=\"out\"]",
+                "sent while blocked",
+                STEP,
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            ensure!(
+                count(alice, "[data-testid=\"message\"][data-direction=\"in\"]").await? == 1,
+                "a message from a blocked contact was shown"
+            );
+            click(alice, "contact-block").await?;
+            wait_css(
+                alice,
+                "[data-testid=\"contact-block\"][data-blocked=\"false\"]",
+                STEP,
+            )
+            .await?;
+            alice.wait_for_testid("chat-input", STEP).await?;
+            type_into(bob, "chat-input", "sent after unblocking\u{E007}").await?;
+            wait_css_text(
+                alice,
+                "[data-testid=\"message\"][data-direction=\"in\"]",
+                "sent after unblocking",
+                STEP,
+            )
+            .await?;
+
             // Phone width: one pane at a time.
             bob.client().set_window_size(390, 800).await?;
             save_screenshot(bob, "chat-phone").await?;

@@ -126,6 +126,13 @@ pub fn chat_view(props: &Props) -> Html {
             on_escape.emit(e);
         }
     });
+    let blocked = store.blocked.contains(&peer);
+    let toggle_block = {
+        let peer = peer.clone();
+        props
+            .on_action
+            .reform(move |_: MouseEvent| Action::Block(peer.clone(), !blocked))
+    };
     let remove = {
         let confirm_remove = confirm_remove.clone();
         let on_action = props.on_action.clone();
@@ -160,6 +167,10 @@ pub fn chat_view(props: &Props) -> Html {
                     { lock_icon(lock != Lock::Unavailable) }
                     <span>{ lock_words }</span>
                 </p>
+                <button type="button" class="button subtle block" data-testid="contact-block"
+                    data-blocked={ if blocked { "true" } else { "false" } } onclick={toggle_block}>
+                    { if blocked { text::CONTACT_UNBLOCK } else { text::CONTACT_BLOCK } }
+                </button>
                 if contact.is_some() {
                     <button type="button" class={classes!("button", "subtle", "remove", (*confirm_remove).then_some("danger"))}
                         data-testid="contact-remove" onclick={remove}>
@@ -195,7 +206,13 @@ pub fn chat_view(props: &Props) -> Html {
             <p class="typing" aria-live="off">
                 if typing { { format!("{name} {}", text::CHAT_TYPING) } }
             </p>
-            <Composer key={ peer.to_string() } on_action={ props.on_action.clone() } />
+            if blocked {
+                <p class="blocked-note" data-testid="blocked-note" role="status">
+                    { text::blocked_note(&name) }
+                </p>
+            } else {
+                <Composer key={ peer.to_string() } on_action={ props.on_action.clone() } />
+            }
         </section>
     }
 }

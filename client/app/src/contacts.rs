@@ -47,7 +47,8 @@ pub fn sidebar(props: &Props) -> Html {
             <ul class="contacts" aria-labelledby="contacts-heading">
                 { for contacts.iter().map(|c| html! {
                     <ContactRow key={ c.jid.to_string() } contact={ (*c).clone() }
-                        active={ store.active.as_ref() == Some(&c.jid) } on_action={ props.on_action.clone() } />
+                        active={ store.active.as_ref() == Some(&c.jid) }
+                        blocked={ store.blocked.contains(&c.jid) } on_action={ props.on_action.clone() } />
                 }) }
             </ul>
         }
@@ -69,6 +70,7 @@ pub fn sidebar(props: &Props) -> Html {
                         { for store.requests.iter().map(|jid| {
                             let approve = { let jid = jid.clone(); props.on_action.reform(move |_: MouseEvent| Action::Approve(jid.clone())) };
                             let deny = { let jid = jid.clone(); props.on_action.reform(move |_: MouseEvent| Action::Deny(jid.clone())) };
+                            let block = { let jid = jid.clone(); props.on_action.reform(move |_: MouseEvent| Action::Block(jid.clone(), true)) };
                             html! {
                                 <li class="request" data-testid="subscription-request" data-jid={ jid.to_string() }>
                                     <p><strong>{ jid.to_string() }</strong>{ " " }{ text::REQUEST_TEXT }</p>
@@ -77,6 +79,8 @@ pub fn sidebar(props: &Props) -> Html {
                                             data-jid={ jid.to_string() } onclick={approve}>{ text::REQUEST_APPROVE }</button>
                                         <button type="button" class="button subtle" data-testid="subscription-deny"
                                             data-jid={ jid.to_string() } onclick={deny}>{ text::REQUEST_DENY }</button>
+                                        <button type="button" class="button subtle" data-testid="subscription-block"
+                                            data-jid={ jid.to_string() } onclick={block}>{ text::REQUEST_BLOCK }</button>
                                     </div>
                                 </li>
                             }
@@ -109,6 +113,7 @@ pub fn sidebar(props: &Props) -> Html {
 struct RowProps {
     contact: Contact,
     active: bool,
+    blocked: bool,
     on_action: Callback<Action>,
 }
 
@@ -143,11 +148,14 @@ fn contact_row(props: &RowProps) -> Html {
             <button type="button" class={classes!("contact", active.then_some("active"))}
                 data-testid="contact" data-jid={ contact.jid.to_string() }
                 data-presence={ class } data-subscription={ subscription }
+                data-blocked={ if props.blocked { "true" } else { "false" } }
                 aria-current={ if active { "true" } else { "false" } } onclick={open}>
                 <span class={classes!("dot", class)} aria-hidden="true"></span>
                 <span class="contact-text">
                     <span class="contact-name">{ name }</span>
-                    <span class="contact-detail">{ detail }</span>
+                    <span class="contact-detail">
+                        { if props.blocked { text::CONTACT_BLOCKED.to_owned() } else { detail } }
+                    </span>
                 </span>
                 if contact.unread > 0 {
                     <span class="badge" data-testid="unread" aria-label={ text::unread(contact.unread) }>

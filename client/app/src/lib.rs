@@ -71,6 +71,8 @@ pub enum Action {
     Deny(BareJid),
     /// Remove a contact.
     Remove(BareJid),
+    /// Block (`true`) or unblock someone (XEP-0191).
+    Block(BareJid, bool),
     /// Hide the notice.
     DismissNotice,
     /// Send the message the plaintext question is about, unencrypted.
@@ -263,6 +265,11 @@ impl Component for App {
             } => {
                 if session != self.session_no || !self.unlocking {
                     return false;
+                }
+                // How long opening the saved data took (Argon2id included), for tests and
+                // users' tools: `performance.getEntriesByName("sotto-unlock")`.
+                if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+                    let _ = performance.measure_with_start_mark("sotto-unlock", UNLOCK_MARK);
                 }
                 self.unlocked(credentials, result);
             }
@@ -470,6 +477,7 @@ impl App {
             }
             DeviceMode::Personal => {
                 self.unlocking = true;
+                performance_mark(UNLOCK_MARK);
                 self.store = Rc::new(Store::signing_in(credentials.jid.clone()));
                 let link = self.link.clone();
                 let session = self.session_no;
@@ -781,9 +789,13 @@ impl App {
     fn apply(&mut self, notices: Vec<Notice>) {
         let mut follow_ups = Vec::new();
         let mut changed_devices: Vec<BareJid> = Vec::new();
+        let mut fetch_block_list = false;
         for notice in notices {
             match notice {
                 Notice::Event(event) => {
+                    // A new session (not a resumed one): learn whom we block.
+                    fetch_block_list |=
+                        matches!(*event, SessionEvent::Online { resumed: false, .. });
                     if matches!(
                         *event,
                         SessionEvent::Roster(_)
@@ -836,6 +848,9 @@ impl App {
             match follow_up {
                 FollowUp::Approve(jid) => self.command(|s| s.approve_subscription(&jid)),
             }
+        }
+        if fetch_block_list {
+            self.command(|s| s.fetch_block_list());
         }
     }
 
@@ -1039,6 +1054,13 @@ impl App {
                 }
                 self.command(|s| s.remove_contact(&jid));
             }
+            Action::Block(jid, block) => {
+                if block {
+                    self.store().forget_request(&jid);
+                }
+                // The server's push (to every resource, this one too) updates the store.
+                self.command(|s| s.set_blocked(&jid, block).map(|_| ()));
+            }
             Action::DismissNotice => self.store().set_notice(None),
             Action::Logout => {
                 if self.mode == DeviceMode::Kiosk {
@@ -1066,6 +1088,15 @@ impl App {
                 }
             }
         }
+    }
+}
+
+/// The `performance.mark` set when personal storage starts to open.
+const UNLOCK_MARK: &str = "sotto-unlock-start";
+
+fn performance_mark(name: &str) {
+    if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+        let _ = performance.mark(name);
     }
 }
 

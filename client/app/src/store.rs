@@ -3,7 +3,7 @@
 //! The UI is a view over this and nothing else: it never sees XML, sockets or keys. The store
 //! is plain data (no browser APIs), so its rules are unit-tested natively.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sotto_session::omemo::{DeviceInfo, OmemoEvent, SendError, Trust};
 use sotto_session::{
@@ -277,6 +277,8 @@ pub struct Store {
     pub contacts: HashMap<BareJid, Contact>,
     /// People asking to see our presence, oldest first.
     pub requests: Vec<BareJid>,
+    /// Addresses we block (XEP-0191): the server drops everything between us and them.
+    pub blocked: BTreeSet<BareJid>,
     /// Conversations by peer.
     pub conversations: HashMap<BareJid, Conversation>,
     /// The open conversation.
@@ -688,6 +690,8 @@ impl Store {
                 | Event::MessageError { .. }
                 | Event::ArchivedMessage { .. }
                 | Event::ArchiveFinished { .. }
+                | Event::BlockList(_)
+                | Event::BlockChanged { .. }
         )
     }
 
@@ -826,6 +830,17 @@ impl Store {
                     if first.is_some() {
                         c.history.before = first;
                     }
+                }
+            }
+            Event::BlockList(jids) => {
+                self.blocked = jids.into_iter().collect();
+            }
+            Event::BlockChanged { jid, blocked } => {
+                if blocked {
+                    self.requests.retain(|r| *r != jid);
+                    self.blocked.insert(jid);
+                } else {
+                    self.blocked.remove(&jid);
                 }
             }
             // Connection changes are reported by the driver, which knows about the transport.

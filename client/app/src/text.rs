@@ -107,6 +107,14 @@ pub const CONTACT_ADD_INVALID: &str = "Enter the contact's chat address as name@
 pub const CONTACT_ADD_SELF: &str = "That is your own address.";
 pub const CONTACT_REMOVE: &str = "Remove contact";
 pub const CONTACT_AWAITING: &str = "Waiting for them to accept";
+pub const CONTACT_BLOCK: &str = "Block";
+pub const CONTACT_UNBLOCK: &str = "Unblock";
+pub const CONTACT_BLOCKED: &str = "Blocked";
+pub const REQUEST_BLOCK: &str = "Block";
+/// Shown instead of the composer in a blocked conversation.
+pub fn blocked_note(name: &str) -> String {
+    format!("You blocked {name}: the server passes on nothing between you. Unblock to write to each other again.")
+}
 pub const REQUESTS_HEADING: &str = "Contact requests";
 pub const REQUEST_TEXT: &str = "wants to add you as a contact";
 pub const REQUEST_APPROVE: &str = "Accept";
