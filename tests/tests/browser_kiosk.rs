@@ -499,8 +499,8 @@ async fn browser_personal_mode_keeps_device_and_history_encrypted_at_rest() -> R
             befriend(alice, bob).await?;
             exchange(alice, bob, texts[0]).await?;
             exchange(bob, alice, texts[1]).await?;
-            // Let the last save land.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Let the last save land (the history is written 0.5 s after the last change).
+            tokio::time::sleep(Duration::from_secs(2)).await;
 
             // Reload: the same device and the history come back with the password.
             alice.client().refresh().await?;

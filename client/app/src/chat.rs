@@ -30,6 +30,9 @@ pub fn chat_view(props: &Props) -> Html {
     // (new messages, the typing line, rows whose real height replaces the estimate of
     // `content-visibility: auto`); a reader who scrolled up (to older pages) is left alone.
     let stick = use_mut_ref(|| true);
+    // The last scroll position seen, to tell a reader scrolling up from rows below growing to
+    // their real height (which moves the bottom away without anyone scrolling).
+    let last_top = use_mut_ref(|| 0i32);
     {
         let stick = stick.clone();
         use_effect_with(active.clone(), move |_| *stick.borrow_mut() = true);
@@ -108,12 +111,20 @@ pub fn chat_view(props: &Props) -> Html {
         let on_action = props.on_action.clone();
         let can_load = history.loading.is_none() && !history.complete && history.started;
         let stick = stick.clone();
+        let last_top = last_top.clone();
         Callback::from(move |e: Event| {
             let Some(el) = e.target_dyn_into::<HtmlElement>() else {
                 return;
             };
             let top = el.scroll_top();
-            *stick.borrow_mut() = el.scroll_height() - top - el.client_height() < 24;
+            let at_bottom = el.scroll_height() - top - el.client_height() < 24;
+            let went_up = top < *last_top.borrow() - 2;
+            *last_top.borrow_mut() = top;
+            if at_bottom {
+                *stick.borrow_mut() = true;
+            } else if went_up {
+                *stick.borrow_mut() = false;
+            }
             if can_load && top < 48 {
                 on_action.emit(Action::LoadEarlier);
             }

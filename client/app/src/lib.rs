@@ -30,6 +30,7 @@ mod trust;
 
 use std::rc::Rc;
 
+use gloo_timers::callback::Timeout;
 use sotto_session::omemo::temporary::Role;
 use sotto_session::omemo::Omemo;
 use sotto_session::{Availability, BareJid, ChatState, Config, Event as SessionEvent};
@@ -43,6 +44,10 @@ use crate::kiosk::IdleWatch;
 use crate::login::{Credentials, DeviceMode};
 use crate::persist::{KeepError, Keeper, Restored};
 use crate::store::{Alert, Connection, DeviceView, FollowUp, NotifyMode, OwnDevice, Store};
+
+/// How long personal mode waits after a change of the conversations before writing them (a
+/// burst of messages is written once).
+const HISTORY_SAVE_DELAY_MS: u32 = 500;
 
 /// Messages per archive page when scrolling back.
 pub const HISTORY_PAGE: u32 = 50;
@@ -136,6 +141,10 @@ pub enum Msg {
     },
     /// A save finished.
     Saved(Result<(), KeepError>),
+    /// Time to write the conversations (personal mode).
+    SaveHistory,
+    /// The conversations were written.
+    HistorySaved(Result<(), KeepError>),
     /// Delete what was saved for this account (offered with a storage error at login).
     ForgetSaved(BareJid),
     /// Saved data was deleted.
@@ -179,6 +188,9 @@ pub struct App {
     leaving: bool,
     /// What personal mode must save after this update.
     device_dirty: bool,
+    /// A history write is scheduled, or one is running.
+    history_save: Option<Timeout>,
+    history_saving: bool,
     roster_dirty: bool,
     saved_messages: u64,
     /// A storage problem at login: offer to forget the saved data of this account.
@@ -222,6 +234,8 @@ impl Component for App {
             idle_left: None,
             leaving: false,
             device_dirty: false,
+            history_save: None,
+            history_saving: false,
             roster_dirty: false,
             saved_messages: 0,
             offer_forget: None,
@@ -292,6 +306,17 @@ impl Component for App {
                 Ok(()) => return false,
                 Err(e) => self.store().set_notice(Some(text::keep_error(&e))),
             },
+            Msg::SaveHistory => {
+                self.save_history(false);
+                return false;
+            }
+            Msg::HistorySaved(result) => {
+                self.history_saving = false;
+                match result {
+                    Ok(()) => return false,
+                    Err(e) => self.store().set_notice(Some(text::keep_error(&e))),
+                }
+            }
             Msg::ForgetSaved(jid) => {
                 self.offer_forget = None;
                 let link = self.link.clone();
@@ -321,6 +346,11 @@ impl Component for App {
                 self.idle_left = left;
             }
             Msg::PageHide => {
+                if self.mode == DeviceMode::Personal {
+                    // What the delay still holds back goes now (best effort: the browser
+                    // usually completes a transaction started while the page hides).
+                    self.save_history(true);
+                }
                 if self.mode == DeviceMode::Kiosk
                     && (self.driver.is_some() || self.retiring.is_some())
                 {
@@ -624,20 +654,51 @@ impl App {
                 });
             }
         }
+        // The history is the large record: one save at a time, and a burst of messages (500
+        // offline messages at login) is written once it is over, not once per message.
         let revision = self.store.messages_revision();
-        if revision != self.saved_messages {
-            self.saved_messages = revision;
-            let history = self.store.history();
+        if revision != self.saved_messages && self.history_save.is_none() {
             let link = self.link.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                link.send_message(Msg::Saved(keeper.save_history(&history).await));
-            });
+            self.history_save = Some(Timeout::new(HISTORY_SAVE_DELAY_MS, move || {
+                link.send_message(Msg::SaveHistory)
+            }));
         }
+    }
+
+    /// Writes the conversations now (the delay after the last change is over).
+    fn save_history(&mut self, force: bool) {
+        let Some(keeper) = self.keeper.clone() else {
+            self.history_save = None;
+            return;
+        };
+        let revision = self.store.messages_revision();
+        if revision == self.saved_messages {
+            self.history_save = None;
+            return;
+        }
+        if !force && self.history_saving {
+            // The previous write is still going: try again after the delay.
+            let link = self.link.clone();
+            self.history_save = Some(Timeout::new(HISTORY_SAVE_DELAY_MS, move || {
+                link.send_message(Msg::SaveHistory)
+            }));
+            return;
+        }
+        self.history_save = None;
+        self.saved_messages = revision;
+        self.history_saving = true;
+        let history = self.store.history();
+        let link = self.link.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            link.send_message(Msg::HistorySaved(keeper.save_history(&history).await));
+        });
     }
 
     /// Ends the session: with `retire`, the device leaves the account first. Then `after`.
     fn sign_out(&mut self, retire: bool, after: AfterSignOut) {
         self.persist();
+        // What the delay still holds back goes now.
+        self.save_history(true);
         if matches!(after, AfterSignOut::Leave(_)) {
             self.leaving = true;
         }
@@ -894,6 +955,8 @@ impl App {
         self.idle_left = None;
         self.device_dirty = false;
         self.roster_dirty = false;
+        self.history_save = None;
+        self.history_saving = false;
         self.store = Rc::new(Store::default());
     }
 
