@@ -131,3 +131,59 @@ pub async fn click(b: &Browser, testid: &str) -> Result<()> {
     b.wait_for_testid(testid, STEP).await?.click().await?;
     Ok(())
 }
+
+/// `[data-testid="contact"]` of the roster entry for `jid`.
+pub fn contact_css(jid: &str) -> String {
+    format!("[data-testid=\"contact\"][data-jid=\"{jid}\"]")
+}
+
+/// `[data-testid="message"]` going `direction` (`in` or `out`).
+pub fn message_css(direction: &str) -> String {
+    format!("[data-testid=\"message\"][data-direction=\"{direction}\"]")
+}
+
+/// How many elements match `css` now.
+pub async fn count(b: &Browser, css: &str) -> Result<usize> {
+    Ok(b.client().find_all(Locator::Css(css)).await?.len())
+}
+
+/// Waits until nothing matches `css`.
+pub async fn wait_gone(b: &Browser, css: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while count(b, css).await? > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{css} still there after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// alice (signed in as `alice@localhost`) adds `bob@localhost`, bob accepts (and alice accepts
+/// bob's request back if the app asks); both end up subscribed both ways.
+pub async fn befriend(alice: &Browser, bob: &Browser) -> Result<()> {
+    type_into(alice, "contact-add-jid", "bob@localhost").await?;
+    click(alice, "contact-add-submit").await?;
+    wait_css(
+        bob,
+        "[data-testid=\"subscription-approve\"][data-jid=\"alice@localhost\"]",
+        STEP,
+    )
+    .await?
+    .click()
+    .await?;
+    if let Ok(e) = wait_css(
+        alice,
+        "[data-testid=\"subscription-approve\"][data-jid=\"bob@localhost\"]",
+        Duration::from_secs(2),
+    )
+    .await
+    {
+        e.click().await?;
+    }
+    let bob_at_alice = wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
+    let alice_at_bob = wait_css(bob, &contact_css("alice@localhost"), STEP).await?;
+    wait_attr(&bob_at_alice, "data-subscription", "both", STEP).await?;
+    wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
+    Ok(())
+}

@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    click, dist_dir, save_screenshot, type_into, wait_attr, wait_css, wait_css_text, wait_text,
+    click, contact_css, count, dist_dir, save_screenshot, type_into, wait_attr, wait_css,
+    wait_css_text, wait_text,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -45,10 +46,6 @@ async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
     wait_text(b, "connection-state", "online", STEP)
         .await
         .with_context(|| format!("{user} signing in"))
-}
-
-fn contact_css(jid: &str) -> String {
-    format!("[data-testid=\"contact\"][data-jid=\"{jid}\"]")
 }
 
 /// No console errors other than the favicon and what `allowed` names.
@@ -356,10 +353,6 @@ async fn befriend(alice: &Browser, bob: &Browser) -> Result<()> {
     wait_attr(&bob_at_alice, "data-subscription", "both", STEP).await?;
     wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
     Ok(())
-}
-
-async fn count(b: &Browser, css: &str) -> Result<usize> {
-    Ok(b.client().find_all(Locator::Css(css)).await?.len())
 }
 
 /// The bridge goes away mid-conversation and comes back: the app says "reconnecting", then

@@ -25,8 +25,8 @@ use fantoccini::Locator;
 use serde_json::json;
 use sotto_session::BareJid;
 use sotto_tests::app::{
-    click, dist_dir, save_screenshot, type_into, wait_attr, wait_css, wait_css_text, wait_text,
-    STEP,
+    befriend, click, contact_css, dist_dir, message_css, save_screenshot, type_into, wait_css,
+    wait_css_text, wait_gone, wait_text, STEP,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -85,40 +85,10 @@ async fn login(b: &Browser, url: &str, user: &str, mode: Mode) -> Result<()> {
         .with_context(|| format!("{user} signing in"))
 }
 
-fn contact_css(jid: &str) -> String {
-    format!("[data-testid=\"contact\"][data-jid=\"{jid}\"]")
-}
-
-fn message_css(direction: &str) -> String {
-    format!("[data-testid=\"message\"][data-direction=\"{direction}\"]")
-}
-
 /// alice adds bob, bob accepts; both end up subscribed both ways, each with the other's chat
 /// open and the lock closed.
-async fn befriend(alice: &Browser, bob: &Browser) -> Result<()> {
-    type_into(alice, "contact-add-jid", "bob@localhost").await?;
-    click(alice, "contact-add-submit").await?;
-    wait_css(
-        bob,
-        "[data-testid=\"subscription-approve\"][data-jid=\"alice@localhost\"]",
-        STEP,
-    )
-    .await?
-    .click()
-    .await?;
-    if let Ok(e) = wait_css(
-        alice,
-        "[data-testid=\"subscription-approve\"][data-jid=\"bob@localhost\"]",
-        Duration::from_secs(2),
-    )
-    .await
-    {
-        e.click().await?;
-    }
-    let bob_at_alice = wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
-    let alice_at_bob = wait_css(bob, &contact_css("alice@localhost"), STEP).await?;
-    wait_attr(&bob_at_alice, "data-subscription", "both", STEP).await?;
-    wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
+async fn befriend_and_open(alice: &Browser, bob: &Browser) -> Result<()> {
+    befriend(alice, bob).await?;
     open_chat(alice, "bob@localhost").await?;
     open_chat(bob, "alice@localhost").await
 }
@@ -160,19 +130,8 @@ async fn own_identity(b: &Browser) -> Result<(u32, String)> {
     let device = own.attr("data-device").await?.context("no data-device")?;
     let fingerprint = own.text().await?.trim().to_owned();
     b.client().active_element().await?.send_keys(ESCAPE).await?;
-    wait_gone(b, &testid_selector("trust-screen")).await?;
+    wait_gone(b, &testid_selector("trust-screen"), STEP).await?;
     Ok((device.parse()?, fingerprint))
-}
-
-async fn wait_gone(b: &Browser, css: &str) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + STEP;
-    while !b.client().find_all(Locator::Css(css)).await?.is_empty() {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{css} still there after {STEP:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
 }
 
 /// The login notice's text, once it contains `part`.
@@ -280,6 +239,15 @@ fn secrets(texts: &[&str], fingerprints: &[String]) -> Vec<Vec<u8>> {
     out
 }
 
+/// What must not be in a kiosk profile: [`secrets`], and the account names and password too.
+fn kiosk_secrets(texts: &[&str], fingerprints: &[String]) -> Vec<Vec<u8>> {
+    let mut out = secrets(texts, fingerprints);
+    for name in ["alice@localhost", "bob@localhost", "alice-pass"] {
+        out.push(name.as_bytes().to_vec());
+    }
+    out
+}
+
 /// Scans a closed browser's profile: no secret anywhere, the planted control found.
 fn assert_clean(profile: &Path, forbidden: &[Vec<u8>], planted: &str) -> Result<()> {
     let hits = profile_hits(profile, forbidden)?;
@@ -336,7 +304,7 @@ async fn browser_kiosk_sign_out_leaves_nothing_and_retires_the_device() -> Resul
             )
             .await?;
 
-            befriend(alice, bob).await?;
+            befriend_and_open(alice, bob).await?;
             exchange(alice, bob, texts[0]).await?;
             exchange(bob, alice, texts[1]).await?;
             save_screenshot(alice, "kiosk-chat").await?;
@@ -366,12 +334,7 @@ async fn browser_kiosk_sign_out_leaves_nothing_and_retires_the_device() -> Resul
     .await?;
 
     let profile = profile.context("no profile")?;
-    let mut forbidden = secrets(&texts, &[fingerprint]);
-    forbidden.extend(
-        ["alice@localhost", "bob@localhost", "alice-pass"]
-            .iter()
-            .map(|s| s.as_bytes().to_vec()),
-    );
+    let forbidden = kiosk_secrets(&texts, &[fingerprint]);
     assert_clean(&profile, &forbidden, planted)
 }
 
@@ -402,7 +365,7 @@ async fn browser_kiosk_closed_tab_and_idle_timeout_leave_nothing() -> Result<()>
             let (device, fp) = own_identity(alice).await?;
             first_device = device;
             fingerprints.push(fp);
-            befriend(alice, bob).await?;
+            befriend_and_open(alice, bob).await?;
             exchange(alice, bob, texts[0]).await?;
             exchange(bob, alice, texts[1]).await?;
             plant(alice, "planted-control-closed-tab").await?;
@@ -458,12 +421,7 @@ async fn browser_kiosk_closed_tab_and_idle_timeout_leave_nothing() -> Result<()>
     })
     .await?;
 
-    let mut forbidden = secrets(&texts, &fingerprints);
-    forbidden.extend(
-        ["alice@localhost", "bob@localhost", "alice-pass"]
-            .iter()
-            .map(|s| s.as_bytes().to_vec()),
-    );
+    let forbidden = kiosk_secrets(&texts, &fingerprints);
     assert_clean(
         &first_profile.context("no profile")?,
         &forbidden,
@@ -496,7 +454,7 @@ async fn browser_personal_mode_keeps_device_and_history_encrypted_at_rest() -> R
         with_browser("browser_personal_alice", async |alice: &Browser| {
             login(alice, &url, "alice", Mode::Personal).await?;
             let (device, fingerprint) = own_identity(alice).await?;
-            befriend(alice, bob).await?;
+            befriend_and_open(alice, bob).await?;
             exchange(alice, bob, texts[0]).await?;
             exchange(bob, alice, texts[1]).await?;
             // Let the last save land (the history is written 0.5 s after the last change).

@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    click, dist_dir, save_screenshot, type_into, wait_attr, wait_css, wait_css_text, wait_text,
+    befriend, click, contact_css, count, dist_dir, message_css, save_screenshot, type_into,
+    wait_attr, wait_css, wait_css_text, wait_gone, wait_text,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -23,21 +24,6 @@ const STEP: Duration = Duration::from_secs(20);
 const ENTER: &str = "\u{E007}";
 const ESCAPE: &str = "\u{E00C}";
 
-async fn wait_gone(b: &Browser, css: &str, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while count(b, css).await? > 0 {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{css} still there after {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
-async fn count(b: &Browser, css: &str) -> Result<usize> {
-    Ok(b.client().find_all(Locator::Css(css)).await?.len())
-}
-
 async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
     b.client().set_window_size(1200, 900).await?;
     b.goto(url).await?;
@@ -48,42 +34,6 @@ async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
     wait_text(b, "connection-state", "online", STEP)
         .await
         .with_context(|| format!("{user} signing in"))
-}
-
-fn contact_css(jid: &str) -> String {
-    format!("[data-testid=\"contact\"][data-jid=\"{jid}\"]")
-}
-
-fn message_css(direction: &str) -> String {
-    format!("[data-testid=\"message\"][data-direction=\"{direction}\"]")
-}
-
-/// alice adds bob, bob accepts; both end up subscribed both ways.
-async fn befriend(alice: &Browser, bob: &Browser) -> Result<()> {
-    type_into(alice, "contact-add-jid", "bob@localhost").await?;
-    click(alice, "contact-add-submit").await?;
-    wait_css(
-        bob,
-        "[data-testid=\"subscription-approve\"][data-jid=\"alice@localhost\"]",
-        STEP,
-    )
-    .await?
-    .click()
-    .await?;
-    if let Ok(e) = wait_css(
-        alice,
-        "[data-testid=\"subscription-approve\"][data-jid=\"bob@localhost\"]",
-        Duration::from_secs(2),
-    )
-    .await
-    {
-        e.click().await?;
-    }
-    let bob_at_alice = wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
-    let alice_at_bob = wait_css(bob, &contact_css("alice@localhost"), STEP).await?;
-    wait_attr(&bob_at_alice, "data-subscription", "both", STEP).await?;
-    wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
-    Ok(())
 }
 
 /// Sends `text` in the open chat and waits until it is delivered (receipt) and shown as

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
-use sotto_tests::app::{click, dist_dir, type_into, wait_attr, wait_css, wait_css_text};
+use sotto_tests::app::{
+    click, contact_css, dist_dir, message_css, type_into, wait_attr, wait_css, wait_css_text,
+};
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
 use sotto_tests::prosody::Prosody;
@@ -18,14 +20,6 @@ use sotto_tests::pypeer::{PeerOptions, PyPeer};
 const LOAD: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(20);
 const ENTER: &str = "\u{E007}";
-
-fn contact_css(jid: &str) -> String {
-    format!("[data-testid=\"contact\"][data-jid=\"{jid}\"]")
-}
-
-fn message_css(direction: &str) -> String {
-    format!("[data-testid=\"message\"][data-direction=\"{direction}\"]")
-}
 
 async fn wait_connection_online(b: &Browser) -> Result<()> {
     let deadline = tokio::time::Instant::now() + STEP;

@@ -319,11 +319,7 @@ impl Component for App {
             }
             Msg::ForgetSaved(jid) => {
                 self.offer_forget = None;
-                let link = self.link.clone();
-                wasm_bindgen_futures::spawn_local(async move {
-                    let result = persist::forget(&jid).await;
-                    link.send_message(Msg::Forgotten(result));
-                });
+                self.background(async move { persist::forget(&jid).await }, Msg::Forgotten);
             }
             Msg::Forgotten(result) => {
                 self.login_error = Some(match result {
@@ -639,19 +635,21 @@ impl App {
         };
         if std::mem::take(&mut self.device_dirty) {
             let document = driver.omemo().save();
-            let (keeper, link) = (keeper.clone(), self.link.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                link.send_message(Msg::Saved(keeper.save_device(&document).await));
-            });
+            let keeper = keeper.clone();
+            self.background(
+                async move { keeper.save_device(&document).await },
+                Msg::Saved,
+            );
         }
         if std::mem::take(&mut self.roster_dirty) {
             if let Some(version) = driver.session().roster_version() {
                 let version = version.to_owned();
                 let items: Vec<_> = driver.session().roster().cloned().collect();
-                let (keeper, link) = (keeper.clone(), self.link.clone());
-                wasm_bindgen_futures::spawn_local(async move {
-                    link.send_message(Msg::Saved(keeper.save_roster(&version, &items).await));
-                });
+                let keeper = keeper.clone();
+                self.background(
+                    async move { keeper.save_roster(&version, &items).await },
+                    Msg::Saved,
+                );
             }
         }
         // The history is the large record: one save at a time, and a burst of messages (500
@@ -688,10 +686,10 @@ impl App {
         self.saved_messages = revision;
         self.history_saving = true;
         let history = self.store.history();
-        let link = self.link.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            link.send_message(Msg::HistorySaved(keeper.save_history(&history).await));
-        });
+        self.background(
+            async move { keeper.save_history(&history).await },
+            Msg::HistorySaved,
+        );
     }
 
     /// Ends the session: with `retire`, the device leaves the account first. Then `after`.
@@ -725,10 +723,7 @@ impl App {
             AfterSignOut::Nothing => {}
             AfterSignOut::Leave(reason) => kiosk::leave(reason),
             AfterSignOut::Forget(keeper) => {
-                let link = self.link.clone();
-                wasm_bindgen_futures::spawn_local(async move {
-                    link.send_message(Msg::Forgotten(keeper.forget().await));
-                });
+                self.background(async move { keeper.forget().await }, Msg::Forgotten);
             }
         }
     }
@@ -924,11 +919,11 @@ impl App {
         let Some(jid) = self.store.me.clone() else {
             return;
         };
-        let (link, session) = (self.link.clone(), self.session_no);
-        wasm_bindgen_futures::spawn_local(async move {
-            let result = Keeper::create(&jid, &password).await;
-            link.send_message(Msg::Created { session, result });
-        });
+        let session = self.session_no;
+        self.background(
+            async move { Keeper::create(&jid, &password).await },
+            move |result| Msg::Created { session, result },
+        );
     }
 
     /// Personal mode, opened with the previous password: the server accepted the new one, so
@@ -937,10 +932,18 @@ impl App {
         let (Some(password), Some(keeper)) = (self.rewrap_to.take(), self.keeper.clone()) else {
             return;
         };
+        self.background(async move { keeper.rewrap(&password).await }, Msg::Saved);
+    }
+
+    /// Runs storage work in the background; its outcome comes back as the message `reply`
+    /// makes of it.
+    fn background<T: 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + 'static,
+        reply: impl FnOnce(T) -> Msg + 'static,
+    ) {
         let link = self.link.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            link.send_message(Msg::Saved(keeper.rewrap(&password).await));
-        });
+        wasm_bindgen_futures::spawn_local(async move { link.send_message(reply(work.await)) });
     }
 
     /// Back to the login screen with nothing of the session left in memory.
