@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    click, contact_css, count, dist_dir, save_screenshot, type_into, wait_attr, wait_css,
+    befriend, click, contact_css, count, dist_dir, save_screenshot, type_into, wait_attr, wait_css,
     wait_css_text, wait_text,
 };
 use sotto_tests::bridge::BridgeFixture;
@@ -334,25 +334,6 @@ impl FixedBridge {
         self.task.await??;
         Ok(())
     }
-}
-
-/// alice adds bob, bob accepts; both end up subscribed both ways.
-async fn befriend(alice: &Browser, bob: &Browser) -> Result<()> {
-    type_into(alice, "contact-add-jid", "bob@localhost").await?;
-    click(alice, "contact-add-submit").await?;
-    wait_css(
-        bob,
-        "[data-testid=\"subscription-approve\"][data-jid=\"alice@localhost\"]",
-        STEP,
-    )
-    .await?
-    .click()
-    .await?;
-    let bob_at_alice = wait_css(alice, &contact_css("bob@localhost"), STEP).await?;
-    let alice_at_bob = wait_css(bob, &contact_css("alice@localhost"), STEP).await?;
-    wait_attr(&bob_at_alice, "data-subscription", "both", STEP).await?;
-    wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
-    Ok(())
 }
 
 /// The bridge goes away mid-conversation and comes back: the app says "reconnecting", then
