@@ -498,6 +498,52 @@ async fn browser_app_scrolls_back_through_the_archive() -> Result<()> {
             ensure!(m.attr("data-encrypted").await?.as_deref() == Some("false"));
         }
         ensure!(count(alice, "[data-testid=\"history-loading\"]").await? == 0);
+
+        // A reader up in the history stays there when a message arrives; one at the newest
+        // message follows the conversation.
+        const GAP: &str = "const l = document.querySelector('.messages'); \
+                           return l.scrollHeight - l.scrollTop - l.clientHeight;";
+        let gap = |b: &'_ Browser| {
+            let c = b.client().clone();
+            async move {
+                Ok::<f64, anyhow::Error>(c.execute(GAP, vec![]).await?.as_f64().unwrap_or(f64::NAN))
+            }
+        };
+        ensure!(
+            gap(alice).await? > 200.0,
+            "the archive did not leave the view up in the history"
+        );
+        bob.send(
+            "<message xmlns='jabber:client' to='alice@localhost' type='chat' id='late1'>\
+             <body>a late message</body></message>",
+        )
+        .await?;
+        wait_count(alice, messages, TOTAL + 1, STEP).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ensure!(
+            gap(alice).await? > 200.0,
+            "a new message pulled the reader away from the history"
+        );
+        alice
+            .client()
+            .execute(
+                "const l = document.querySelector('.messages'); l.scrollTop = l.scrollHeight;",
+                vec![],
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        bob.send(
+            "<message xmlns='jabber:client' to='alice@localhost' type='chat' id='late2'>\
+             <body>another late message</body></message>",
+        )
+        .await?;
+        wait_count(alice, messages, TOTAL + 2, STEP).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let left = gap(alice).await?;
+        ensure!(
+            left.abs() < 4.0,
+            "the view did not follow a new message (gap {left} px)"
+        );
         assert_clean_console(alice).await?;
         Ok(())
     })

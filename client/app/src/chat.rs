@@ -19,6 +19,10 @@ pub struct Props {
     pub on_action: Callback<Action>,
 }
 
+/// How long after the reader's last wheel, touch, key or pointer gesture on the conversation a
+/// move up is taken as theirs (momentum scrolling goes on after the gesture).
+const READER_GESTURE_MS: f64 = 1500.0;
+
 /// The conversation view (or a placeholder when none is open).
 #[function_component(ChatView)]
 pub fn chat_view(props: &Props) -> Html {
@@ -30,9 +34,13 @@ pub fn chat_view(props: &Props) -> Html {
     // (new messages, the typing line, rows whose real height replaces the estimate of
     // `content-visibility: auto`); a reader who scrolled up (to older pages) is left alone.
     let stick = use_mut_ref(|| true);
-    // The last scroll position seen, to tell a reader scrolling up from rows below growing to
-    // their real height (which moves the bottom away without anyone scrolling).
-    let last_top = use_mut_ref(|| 0i32);
+    // The last scroll position and height seen, and when the reader last touched the list
+    // (wheel, touch, keys, pointer). Layout moves the view too — rows near the bottom
+    // replacing their estimated height, the position clamped as the list shrinks — and must
+    // not unpin it (a slow machine sees many such moves): a move up is the reader's when they
+    // just touched the list, or when nothing changed height (find in page, assistive tools).
+    let last_seen = use_mut_ref(|| (0i32, 0i32));
+    let touched_at = use_mut_ref(|| f64::NEG_INFINITY);
     {
         let stick = stick.clone();
         use_effect_with(active.clone(), move |_| *stick.borrow_mut() = true);
@@ -42,6 +50,15 @@ pub fn chat_view(props: &Props) -> Html {
         let stick = stick.clone();
         use_effect(move || {
             let mut timers = Vec::new();
+            if let Some(el) = log.cast::<HtmlElement>() {
+                // While pinned, only the end marker may anchor the scroll position, so the
+                // browser itself keeps the bottom in view as rows above it change height.
+                let _ = if *stick.borrow() {
+                    el.set_attribute("data-pinned", "")
+                } else {
+                    el.remove_attribute("data-pinned")
+                };
+            }
             if *stick.borrow() {
                 let to_bottom = move || {
                     if let Some(el) = log.cast::<HtmlElement>() {
@@ -111,25 +128,55 @@ pub fn chat_view(props: &Props) -> Html {
         let on_action = props.on_action.clone();
         let can_load = history.loading.is_none() && !history.complete && history.started;
         let stick = stick.clone();
-        let last_top = last_top.clone();
+        let last_seen = last_seen.clone();
+        let touched_at = touched_at.clone();
         Callback::from(move |e: Event| {
             let Some(el) = e.target_dyn_into::<HtmlElement>() else {
                 return;
             };
-            let top = el.scroll_top();
-            let at_bottom = el.scroll_height() - top - el.client_height() < 24;
-            let went_up = top < *last_top.borrow() - 2;
-            *last_top.borrow_mut() = top;
+            let (top, height) = (el.scroll_top(), el.scroll_height());
+            let at_bottom = height - top - el.client_height() < 24;
+            let (previous_top, previous_height) = last_seen.replace((top, height));
+            let went_up = top < previous_top - 2;
+            let by_reader = height == previous_height
+                || js_sys::Date::now() - *touched_at.borrow() < READER_GESTURE_MS;
             if at_bottom {
                 *stick.borrow_mut() = true;
-            } else if went_up {
+                let _ = el.set_attribute("data-pinned", "");
+            } else if went_up && by_reader {
                 *stick.borrow_mut() = false;
+                let _ = el.remove_attribute("data-pinned");
+            } else if *stick.borrow() {
+                // Layout moved the view away from the newest message: back to it.
+                el.set_scroll_top(el.scroll_height());
             }
             if can_load && top < 48 {
                 on_action.emit(Action::LoadEarlier);
             }
         })
     };
+    let touched = {
+        let touched_at = touched_at.clone();
+        Rc::new(move || *touched_at.borrow_mut() = js_sys::Date::now())
+    };
+    let on_wheel = {
+        let touched = touched.clone();
+        Callback::from(move |_: WheelEvent| touched())
+    };
+    let on_touch = {
+        let touched = touched.clone();
+        Callback::from(move |_: TouchEvent| touched())
+    };
+    let on_key = {
+        let touched = touched.clone();
+        Callback::from(move |_: KeyboardEvent| touched())
+    };
+    // Pressing on the list, or dragging its scrollbar (a move with a button held).
+    let on_pointer = Callback::from(move |e: PointerEvent| {
+        if e.buttons() != 0 {
+            touched()
+        }
+    });
     let back = props.on_action.reform(|_: MouseEvent| Action::Back);
     let on_escape = props.on_action.reform(|_: KeyboardEvent| Action::Back);
     let on_keydown = Callback::from(move |e: KeyboardEvent| {
@@ -193,7 +240,8 @@ pub fn chat_view(props: &Props) -> Html {
                 <p class="lock-hint">{ text::LOCK_UNAVAILABLE_HINT }</p>
             }
             <ol class="messages" ref={log} role="log" aria-label={ text::CHAT_LOG_LABEL } tabindex="0"
-                onscroll={on_scroll}>
+                onscroll={on_scroll} onwheel={on_wheel} ontouchmove={on_touch} onkeydown={on_key}
+                onpointerdown={on_pointer.clone()} onpointermove={on_pointer}>
                 <li class="history">
                     if history.loading.is_some() {
                         <span class="history-loading" data-testid="history-loading" role="status">
@@ -213,6 +261,7 @@ pub fn chat_view(props: &Props) -> Html {
                 { for messages.iter().map(|m| html! {
                     <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() } />
                 }) }
+                <li class="end" aria-hidden="true"></li>
             </ol>
             <p class="typing" aria-live="off">
                 if typing { { format!("{name} {}", text::CHAT_TYPING) } }
