@@ -142,6 +142,11 @@ pub struct ClientConfig {
     pub kiosk_idle_secs: u64,
     /// Kiosk mode only; the user cannot choose personal mode.
     pub force_kiosk: bool,
+    /// Users may sign in to XMPP services this bridge does not relay: the app finds their
+    /// WebSocket endpoint through XEP-0156 and connects to it directly (never through this
+    /// bridge, which still relays only to its `[[upstream]]`s). Off by default: the page's
+    /// Content-Security-Policy then allows connections to this origin only.
+    pub other_servers: bool,
 }
 
 impl Default for ClientConfig {
@@ -150,6 +155,7 @@ impl Default for ClientConfig {
             default_mode: ClientMode::Personal,
             kiosk_idle_secs: 300,
             force_kiosk: false,
+            other_servers: false,
         }
     }
 }

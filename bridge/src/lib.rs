@@ -195,9 +195,14 @@ async fn security_headers(State(shared): State<Arc<Shared>>, mut response: Respo
     let mut set = |name: header::HeaderName, value: &'static str| {
         headers.insert(name, HeaderValue::from_static(value));
     };
+    let behind_tls = shared.config.public_base().starts_with("https://");
     set(
         header::CONTENT_SECURITY_POLICY,
-        site::CONTENT_SECURITY_POLICY,
+        match (shared.config.client.other_servers, behind_tls) {
+            (false, _) => site::CONTENT_SECURITY_POLICY,
+            (true, true) => site::CONTENT_SECURITY_POLICY_OTHER_SERVERS,
+            (true, false) => site::CONTENT_SECURITY_POLICY_OTHER_SERVERS_INSECURE,
+        },
     );
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(header::REFERRER_POLICY, "no-referrer");
@@ -214,7 +219,7 @@ async fn security_headers(State(shared): State<Arc<Shared>>, mut response: Respo
         header::HeaderName::from_static("cross-origin-resource-policy"),
         "same-origin",
     );
-    if shared.config.public_base().starts_with("https://") {
+    if behind_tls {
         set(
             header::STRICT_TRANSPORT_SECURITY,
             "max-age=31536000; includeSubDomains",
@@ -242,15 +247,24 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// `/config.json`: what the web app needs to know about this deployment (audit on or off, the
-/// kiosk settings). Never cached, so a change of configuration reaches the next page load.
+/// kiosk settings, the XMPP domains relayed here and whether others may be used). Never cached,
+/// so a change of configuration reaches the next page load.
 async fn client_config(State(shared): State<Arc<Shared>>) -> Response {
     let client = &shared.config.client;
+    let domains: Vec<String> = shared
+        .config
+        .upstream
+        .iter()
+        .map(|u| json_string(&u.domain.to_ascii_lowercase()))
+        .collect();
     let body = format!(
-        "{{\"audit\":{},\"client\":{{\"default_mode\":{},\"kiosk_idle_secs\":{},\"force_kiosk\":{}}}}}\n",
+        "{{\"audit\":{},\"domains\":[{}],\"client\":{{\"default_mode\":{},\"kiosk_idle_secs\":{},\"force_kiosk\":{},\"other_servers\":{}}}}}\n",
         shared.audit.enabled(),
+        domains.join(","),
         json_string(client.default_mode.as_str()),
         client.kiosk_idle_secs,
-        client.force_kiosk
+        client.force_kiosk,
+        client.other_servers
     );
     (
         [

@@ -22,6 +22,21 @@ pub const CONTENT_SECURITY_POLICY: &str =
 style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; \
 object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// The policy when `[client] other_servers` lets users sign in to services this bridge does
+/// not relay: the app then looks up their host-meta (XEP-0156) and opens their WebSocket, so
+/// `connect-src` admits any https/wss origin. Everything else is as strict as above.
+pub const CONTENT_SECURITY_POLICY_OTHER_SERVERS: &str =
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+style-src 'self'; img-src 'self' data: blob:; connect-src 'self' https: wss:; font-src 'self'; \
+object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The same for a bridge that is itself not behind TLS (a local setup): plain http/ws too,
+/// as the page is no better protected than they are.
+pub const CONTENT_SECURITY_POLICY_OTHER_SERVERS_INSECURE: &str =
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+style-src 'self'; img-src 'self' data: blob:; connect-src 'self' https: wss: http: ws:; \
+font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// The browser features the client may use; everything else is switched off.
 pub const PERMISSIONS_POLICY: &str = "camera=(), microphone=(), geolocation=(), payment=(), \
 usb=(), serial=(), bluetooth=(), interest-cohort=()";

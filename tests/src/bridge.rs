@@ -26,6 +26,18 @@ pub fn config_text(
     static_dir: Option<&Path>,
     extra: &str,
 ) -> String {
+    config_text_for(addr, prosody, prosody.domain(), static_dir, extra)
+}
+
+/// [`config_text`] with `domain` as the upstream's XMPP domain instead of Prosody's own (a
+/// bridge that relays some other domain).
+pub fn config_text_for(
+    addr: SocketAddr,
+    prosody: &Prosody,
+    domain: &str,
+    static_dir: Option<&Path>,
+    extra: &str,
+) -> String {
     let quote = |p: &Path| {
         format!(
             "\"{}\"",
@@ -37,14 +49,21 @@ pub fn config_text(
     let static_line = static_dir
         .map(|d| format!("static_dir = {}\n", quote(d)))
         .unwrap_or_default();
-    let (top, sections) = match extra.find('[') {
+    // Top-level keys go before the `[[upstream]]` table, sections (lines starting with `[`)
+    // after it.
+    let section_start = if extra.starts_with('[') {
+        Some(0)
+    } else {
+        extra.find("\n[").map(|i| i + 1)
+    };
+    let (top, sections) = match section_start {
         Some(i) => (&extra[..i], &extra[i..]),
         None => (extra, ""),
     };
     format!(
         "listen = \"{addr}\"\npublic_url = \"http://{addr}\"\nshutdown_grace_secs = 2\n{static_line}{top}\n\
 [[upstream]]\ndomain = \"{}\"\nhost = \"{}\"\nport = {}\ntls = \"starttls\"\nca_file = {}\n\n{sections}",
-        prosody.domain(),
+        domain,
         prosody.c2s_addr().ip(),
         prosody.c2s_addr().port(),
         quote(prosody.ca_file()),
@@ -54,9 +73,20 @@ pub fn config_text(
 impl BridgeFixture {
     /// Starts a bridge in front of `prosody`, optionally serving `static_dir`.
     pub async fn start(prosody: &Prosody, static_dir: Option<&Path>, extra: &str) -> Result<Self> {
+        Self::start_for(prosody, prosody.domain(), static_dir, extra).await
+    }
+
+    /// [`BridgeFixture::start`] relaying the XMPP domain `domain` (to `prosody`'s listener)
+    /// instead of Prosody's own domain.
+    pub async fn start_for(
+        prosody: &Prosody,
+        domain: &str,
+        static_dir: Option<&Path>,
+        extra: &str,
+    ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let text = config_text(addr, prosody, static_dir, extra);
+        let text = config_text_for(addr, prosody, domain, static_dir, extra);
         let config = Config::parse(&text).with_context(|| format!("bridge config:\n{text}"))?;
         let bridge = Bridge::new(config)?;
         let (tx, rx) = oneshot::channel::<()>();

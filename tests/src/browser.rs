@@ -77,6 +77,12 @@ impl Browser {
     /// Starts chromedriver on a free loopback port and a headless Chromium session with a fresh
     /// profile under `target/browser-profiles/`, capturing the browser console log.
     pub async fn start(test_name: &str) -> Result<Browser> {
+        Self::start_with_args(test_name, &[]).await
+    }
+
+    /// [`Browser::start`] with extra Chromium switches (e.g. `--host-resolver-rules=…` to give a
+    /// loopback server a domain name).
+    pub async fn start_with_args(test_name: &str, extra_args: &[String]) -> Result<Browser> {
         let scratch_dir = fresh_dir("browser-profiles", test_name)?;
         let profile_dir = scratch_dir.join("profile");
         let home = scratch_dir.join("home");
@@ -109,7 +115,7 @@ impl Browser {
             match wait_for_driver(&mut driver, port, &log_path).await {
                 Ok(()) => {
                     let driver_url = format!("http://127.0.0.1:{port}/");
-                    let client = match connect(&driver_url, &profile_dir).await {
+                    let client = match connect(&driver_url, &profile_dir, extra_args).await {
                         Ok(c) => c,
                         Err(e) => {
                             terminate_child(&mut driver, Duration::from_secs(2), true);
@@ -341,7 +347,15 @@ pub async fn with_browser<F>(test_name: &str, body: F) -> Result<()>
 where
     F: AsyncFnOnce(&Browser) -> Result<()>,
 {
-    let browser = Browser::start(test_name).await?;
+    with_browser_args(test_name, &[], body).await
+}
+
+/// [`with_browser`] with extra Chromium switches.
+pub async fn with_browser_args<F>(test_name: &str, extra_args: &[String], body: F) -> Result<()>
+where
+    F: AsyncFnOnce(&Browser) -> Result<()>,
+{
+    let browser = Browser::start_with_args(test_name, extra_args).await?;
     let outcome = std::panic::AssertUnwindSafe(body(&browser))
         .catch_unwind()
         .await;
@@ -413,8 +427,8 @@ async fn wait_for_driver(driver: &mut Child, port: u16, log_path: &Path) -> Resu
     }
 }
 
-async fn connect(driver_url: &str, profile_dir: &Path) -> Result<Client> {
-    let args = vec![
+async fn connect(driver_url: &str, profile_dir: &Path, extra_args: &[String]) -> Result<Client> {
+    let mut args = vec![
         "--headless=new".to_owned(),
         "--no-sandbox".into(),
         "--disable-gpu".into(),
@@ -429,6 +443,7 @@ async fn connect(driver_url: &str, profile_dir: &Path) -> Result<Client> {
         format!("--user-data-dir={}", profile_dir.display()),
         "--window-size=1280,900".into(),
     ];
+    args.extend_from_slice(extra_args);
     let caps = json!({
         "browserName": "chrome",
         "goog:chromeOptions": {

@@ -273,24 +273,47 @@ async fn config_json_announces_audit_and_kiosk_settings() -> Result<()> {
         json,
         serde_json::json!({
             "audit": false,
-            "client": {"default_mode": "personal", "kiosk_idle_secs": 300, "force_kiosk": false}
+            "domains": [prosody.domain()],
+            "client": {"default_mode": "personal", "kiosk_idle_secs": 300, "force_kiosk": false,
+                       "other_servers": false}
         })
     );
+    // Connections to this origin only.
+    let csp = response
+        .header("content-security-policy")
+        .unwrap_or_default();
+    assert!(csp.contains("connect-src 'self';"), "{csp}");
     bridge.stop().await?;
 
     let bridge = BridgeFixture::start(
         &prosody,
         None,
-        "[client]\ndefault_mode = \"kiosk\"\nkiosk_idle_secs = 120\nforce_kiosk = true\n",
+        "[client]\ndefault_mode = \"kiosk\"\nkiosk_idle_secs = 120\nforce_kiosk = true\n\
+         other_servers = true\n",
     )
     .await?;
-    let json: Value = serde_json::from_str(&get(bridge.addr(), "/config.json").await?.body)?;
+    let response = get(bridge.addr(), "/config.json").await?;
+    let json: Value = serde_json::from_str(&response.body)?;
     assert_eq!(
         json,
         serde_json::json!({
             "audit": false,
-            "client": {"default_mode": "kiosk", "kiosk_idle_secs": 120, "force_kiosk": true}
+            "domains": [prosody.domain()],
+            "client": {"default_mode": "kiosk", "kiosk_idle_secs": 120, "force_kiosk": true,
+                       "other_servers": true}
         })
+    );
+    // Other servers' WebSockets and host-meta are reachable (a loopback http bridge: ws too).
+    let csp = response
+        .header("content-security-policy")
+        .unwrap_or_default();
+    assert!(
+        csp.contains("connect-src 'self' https: wss: http: ws:;"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval';"),
+        "{csp}"
     );
     bridge.stop().await?;
     Ok(())

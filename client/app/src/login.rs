@@ -67,6 +67,8 @@ pub enum Msg {
     OldPassword(String),
     Mode(DeviceMode),
     Submit,
+    /// The XEP-0156 lookup for the account's domain ended.
+    Discovered(BareJid, Result<ServiceUrl, String>),
     /// The deployment's settings arrived from the bridge (`/config.json`).
     Deployment(Deployment),
 }
@@ -77,10 +79,15 @@ pub const DEFAULT_KIOSK_IDLE_SECS: u32 = 300;
 
 /// What the deployment tells the app with the page (`GET /config.json`, served by the bridge
 /// from its `[audit]` and `[client]` sections). A missing or unreadable file means the defaults.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Deployment {
     /// The bridge keeps an audit log of use (logins, never content): the user must be told.
     pub audit: bool,
+    /// The XMPP domains the page's own bridge relays (`None`: no bridge configuration, the
+    /// page is served by something else).
+    pub domains: Option<Vec<String>>,
+    /// Accounts of other domains may sign in: their server is found through XEP-0156.
+    pub other_servers: bool,
     /// The mode preselected on the login screen.
     pub default_kiosk: bool,
     /// Public-computer mode only: the personal choice is not offered.
@@ -93,6 +100,8 @@ impl Default for Deployment {
     fn default() -> Self {
         Self {
             audit: false,
+            domains: None,
+            other_servers: false,
             default_kiosk: false,
             force_kiosk: false,
             kiosk_idle_secs: DEFAULT_KIOSK_IDLE_SECS,
@@ -107,8 +116,19 @@ impl Deployment {
             js_sys::Reflect::get(object, &wasm_bindgen::JsValue::from_str(key)).ok()
         };
         let client = get(value, "client").unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+        let domains = get(value, "domains")
+            .filter(js_sys::Array::is_array)
+            .map(|v| {
+                js_sys::Array::from(&v)
+                    .iter()
+                    .filter_map(|d| d.as_string())
+                    .map(|d| d.to_lowercase())
+                    .collect()
+            });
         Self {
             audit: get(value, "audit").and_then(|v| v.as_bool()) == Some(true),
+            domains,
+            other_servers: get(&client, "other_servers").and_then(|v| v.as_bool()) == Some(true),
             default_kiosk: get(&client, "default_mode").and_then(|v| v.as_string())
                 == Some("kiosk".to_owned()),
             force_kiosk: get(&client, "force_kiosk").and_then(|v| v.as_bool()) == Some(true),
@@ -143,8 +163,10 @@ pub struct Login {
     password: Zeroizing<String>,
     old_password: Zeroizing<String>,
     mode: DeviceMode,
-    notice: Option<&'static str>,
+    notice: Option<String>,
     service: Option<ServiceUrl>,
+    /// A XEP-0156 lookup is under way.
+    discovering: bool,
     /// `None` until `/config.json` was read (or failed: then the defaults).
     deployment: Option<Deployment>,
 }
@@ -166,6 +188,7 @@ impl Component for Login {
             mode: DeviceMode::Personal,
             notice: None,
             service: same_origin_service(),
+            discovering: false,
             deployment: None,
         }
     }
@@ -176,7 +199,7 @@ impl Component for Login {
             Msg::Password(password) => self.password = Zeroizing::new(password),
             Msg::OldPassword(password) => self.old_password = Zeroizing::new(password),
             Msg::Mode(mode) => {
-                let forced = self.deployment.is_some_and(|d| d.force_kiosk);
+                let forced = self.deployment.as_ref().is_some_and(|d| d.force_kiosk);
                 self.mode = if forced { DeviceMode::Kiosk } else { mode };
             }
             Msg::Deployment(deployment) => {
@@ -186,26 +209,27 @@ impl Component for Login {
                 self.deployment = Some(deployment);
             }
             Msg::Submit => {
-                if ctx.props().busy {
+                if ctx.props().busy || self.discovering {
                     return false;
                 }
                 let jid = parse_bare_jid(&self.jid);
                 self.notice = None;
-                match (jid, &self.service) {
-                    (None, _) => self.notice = Some(text::ERROR_JID),
-                    _ if self.password.is_empty() => self.notice = Some(text::ERROR_PASSWORD),
-                    (_, None) => self.notice = Some(text::ERROR_NO_SERVICE),
-                    (Some(jid), Some(service)) => ctx.props().on_submit.emit(Credentials {
-                        jid,
-                        password: self.password.clone(),
-                        mode: self.mode,
-                        service: service.clone(),
-                        idle_secs: self.deployment.unwrap_or_default().kiosk_idle_secs,
-                        old_password: (ctx.props().ask_old_password
-                            && self.mode == DeviceMode::Personal
-                            && !self.old_password.is_empty())
-                        .then(|| self.old_password.clone()),
-                    }),
+                match jid {
+                    None => self.notice = Some(text::ERROR_JID.into()),
+                    _ if self.password.is_empty() => {
+                        self.notice = Some(text::ERROR_PASSWORD.into())
+                    }
+                    Some(jid) => self.route(ctx, jid),
+                }
+            }
+            Msg::Discovered(jid, found) => {
+                self.discovering = false;
+                match found {
+                    Ok(service) => {
+                        self.service = Some(service.clone());
+                        self.submit(ctx, jid, service);
+                    }
+                    Err(why) => self.notice = Some(why),
                 }
             }
         }
@@ -240,10 +264,10 @@ impl Component for Login {
             Msg::Submit
         });
         let kiosk = self.mode == DeviceMode::Kiosk;
-        let deployment = self.deployment.unwrap_or_default();
-        let busy = ctx.props().busy;
-        let notice: String = match (self.notice, &ctx.props().error) {
-            (Some(n), _) => n.to_owned(),
+        let deployment = self.deployment.clone().unwrap_or_default();
+        let busy = ctx.props().busy || self.discovering;
+        let notice: String = match (&self.notice, &ctx.props().error) {
+            (Some(n), _) => n.clone(),
             (None, Some(e)) => e.clone(),
             (None, None) => String::new(),
         };
@@ -304,11 +328,11 @@ impl Component for Login {
                         }
                     </fieldset>
                     if let Some(service) = &self.service {
-                        <p class="service">{ format!("{}: {service}", text::LOGIN_SERVICE) }</p>
+                        <p class="service" data-testid="login-service">{ format!("{}: {service}", text::LOGIN_SERVICE) }</p>
                     }
                     <button type="submit" data-testid="login-submit" disabled={busy}
                         aria-busy={ if busy { "true" } else { "false" } }>
-                        { if ctx.props().unlocking { text::UNLOCKING } else if busy { text::LOGIN_SUBMITTING } else { text::LOGIN_SUBMIT } }
+                        { if ctx.props().unlocking { text::UNLOCKING } else if self.discovering { text::LOGIN_DISCOVERING } else if busy { text::LOGIN_SUBMITTING } else { text::LOGIN_SUBMIT } }
                     </button>
                     if let Some(jid) = ctx.props().offer_forget.clone() {
                         <button type="button" class="button subtle" data-testid="forget-saved"
@@ -320,6 +344,115 @@ impl Component for Login {
             </main>
         }
     }
+}
+
+impl Login {
+    /// Where an account of `jid`'s domain signs in: the page's own bridge when it relays that
+    /// domain (or when there is no bridge configuration to ask: the same origin, as before),
+    /// the domain's own WebSocket endpoint (XEP-0156) when the deployment allows other servers,
+    /// otherwise nowhere — said before anything is sent.
+    fn route(&mut self, ctx: &Context<Self>, jid: BareJid) {
+        let domain = jid.domain().as_str().to_lowercase();
+        let deployment = self.deployment.clone().unwrap_or_default();
+        let served_here = deployment
+            .domains
+            .as_ref()
+            .is_none_or(|served| served.contains(&domain));
+        if served_here {
+            return match same_origin_service() {
+                Some(service) => {
+                    self.service = Some(service.clone());
+                    self.submit(ctx, jid, service)
+                }
+                None => self.notice = Some(text::ERROR_NO_SERVICE.into()),
+            };
+        }
+        if !deployment.other_servers {
+            let served = deployment.domains.unwrap_or_default();
+            self.notice = Some(text::domain_not_served(&domain, &served));
+            return;
+        }
+        self.discovering = true;
+        let link = ctx.link().clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let found = discover(&domain).await;
+            link.send_message(Msg::Discovered(jid, found));
+        });
+    }
+
+    /// Hands the credentials to the app.
+    fn submit(&self, ctx: &Context<Self>, jid: BareJid, service: ServiceUrl) {
+        let deployment = self.deployment.clone().unwrap_or_default();
+        ctx.props().on_submit.emit(Credentials {
+            jid,
+            password: self.password.clone(),
+            mode: self.mode,
+            service,
+            idle_secs: deployment.kiosk_idle_secs,
+            old_password: (ctx.props().ask_old_password
+                && self.mode == DeviceMode::Personal
+                && !self.old_password.is_empty())
+            .then(|| self.old_password.clone()),
+        });
+    }
+}
+
+/// How long a host-meta lookup may take before the user is told.
+const DISCOVERY_TIMEOUT_MS: u32 = 10_000;
+
+/// The WebSocket endpoint of `domain`'s XMPP service from its host-meta (JSON, then XML), read
+/// over https (http only when this page itself is plain http, i.e. a local setup). The request
+/// carries no cookies and no referrer.
+async fn discover(domain: &str) -> Result<ServiceUrl, String> {
+    use sotto_session::discovery::{
+        host_meta_json_url, host_meta_xml_url, websocket_from_host_meta,
+    };
+    let secure = web_sys::window()
+        .and_then(|w| w.location().protocol().ok())
+        .is_none_or(|p| p != "http:");
+    let mut why = text::DISCOVERY_UNREACHABLE.to_owned();
+    for url in [
+        host_meta_json_url(domain, secure),
+        host_meta_xml_url(domain, secure),
+    ] {
+        let Some(body) = fetch_text(&url).await else {
+            continue;
+        };
+        match websocket_from_host_meta(&body, secure) {
+            Ok(service) => return Ok(service),
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(text::discovery_failed(domain, &why))
+}
+
+/// The body of a successful cross-origin GET of `url`, or `None` (network, CORS, CSP, status,
+/// timeout, larger than any host-meta).
+async fn fetch_text(url: &str) -> Option<String> {
+    use wasm_bindgen::JsCast as _;
+    use wasm_bindgen_futures::JsFuture;
+    let window = web_sys::window()?;
+    let abort = web_sys::AbortController::new().ok()?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_mode(web_sys::RequestMode::Cors);
+    init.set_credentials(web_sys::RequestCredentials::Omit);
+    init.set_signal(Some(&abort.signal()));
+    let request = web_sys::Request::new_with_str_and_init(url, &init).ok()?;
+    let _deadline =
+        gloo_timers::callback::Timeout::new(DISCOVERY_TIMEOUT_MS, move || abort.abort());
+    let response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .ok()?;
+    let response: web_sys::Response = response.dyn_into().ok()?;
+    if !response.ok() {
+        return None;
+    }
+    let body = JsFuture::from(response.text().ok()?)
+        .await
+        .ok()?
+        .as_string()?;
+    (body.len() <= sotto_session::discovery::MAX_HOST_META_BYTES).then_some(body)
 }
 
 fn input_value(e: &InputEvent) -> String {

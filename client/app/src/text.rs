@@ -82,6 +82,26 @@ pub const LOGIN_SERVICE: &str = "Server";
 pub const ERROR_JID: &str = "Enter your chat address as name@domain.";
 pub const ERROR_PASSWORD: &str = "Enter your password.";
 pub const ERROR_NO_SERVICE: &str = "This page cannot tell which server to connect to.";
+pub const LOGIN_DISCOVERING: &str = "Finding your server…";
+/// The account's domain is not one this page's bridge relays, and other servers are off.
+pub fn domain_not_served(domain: &str, served: &[String]) -> String {
+    match served {
+        [] => format!("This service does not serve {domain} accounts."),
+        [one] => format!(
+            "This service is for {one} accounts; {domain} is not served here. Use the web address your {domain} provider gives you."
+        ),
+        many => format!(
+            "This service is for accounts of {}; {domain} is not served here. Use the web address your {domain} provider gives you.",
+            many.join(", ")
+        ),
+    }
+}
+/// XEP-0156 found no usable WebSocket address for the account's domain.
+pub fn discovery_failed(domain: &str, why: &str) -> String {
+    format!("Cannot find the chat server of {domain}: {why}. Check the address, or ask your provider for its web address.")
+}
+pub const DISCOVERY_UNREACHABLE: &str =
+    "it publishes no web connection address (XEP-0156) that this page can read";
 
 pub const STATE_OFFLINE: &str = "offline";
 pub const STATE_CONNECTING: &str = "connecting";

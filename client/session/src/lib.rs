@@ -21,6 +21,7 @@
 #![deny(clippy::indexing_slicing)]
 #![deny(missing_docs)]
 
+pub mod discovery;
 pub mod error;
 pub mod event;
 #[cfg(feature = "native")]
