@@ -31,6 +31,9 @@ pub struct ProsodyOptions {
     pub domain: String,
     /// Also enable mod_websocket (+ mod_http) on a free loopback port.
     pub websocket: bool,
+    /// c2s without TLS (and PLAIN allowed there): for measuring a bridge whose upstream is
+    /// `tls = "plaintext-loopback"`. Never for anything but loopback benchmarks.
+    pub plaintext_c2s: bool,
 }
 
 /// How Prosody stores passwords, which decides the SASL mechanisms it can offer.
@@ -79,6 +82,7 @@ impl Prosody {
             dir: crate::test_dir(name)?,
             domain: "localhost".into(),
             websocket: false,
+            plaintext_c2s: false,
         })?;
         for user in users {
             prosody.register(user, &format!("{user}-pass"))?;
@@ -156,6 +160,7 @@ impl Prosody {
             certs,
             run_as_root: running_as_root(),
             authentication,
+            plaintext_c2s: opts.plaintext_c2s,
         });
         std::fs::write(&config, text)
             .with_context(|| format!("cannot write {}", config.display()))?;
@@ -637,6 +642,7 @@ struct ConfigParams<'a> {
     certs: &'a Certs,
     run_as_root: bool,
     authentication: Authentication,
+    plaintext_c2s: bool,
 }
 
 /// A Lua string literal.
@@ -721,8 +727,8 @@ fn config_text(p: &ConfigParams<'_>) -> String {
             let _ = writeln!(t, "http_ports = {{ }}");
         }
     }
-    let _ = writeln!(t, "c2s_require_encryption = true");
-    let _ = writeln!(t, "allow_unencrypted_plain_auth = false");
+    let _ = writeln!(t, "c2s_require_encryption = {}", !p.plaintext_c2s);
+    let _ = writeln!(t, "allow_unencrypted_plain_auth = {}", p.plaintext_c2s);
     let _ = writeln!(t, "allow_registration = false");
     let _ = writeln!(t, "authentication = {}", lua(p.authentication.module()));
     let _ = writeln!(t, "storage = \"internal\"");

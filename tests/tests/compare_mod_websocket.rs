@@ -180,6 +180,7 @@ async fn a_session_through_the_bridge_looks_like_one_through_mod_websocket() -> 
         dir: sotto_tests::test_dir("compare-mod-websocket")?,
         domain: "localhost".into(),
         websocket: true,
+        plaintext_c2s: false,
     })?;
     prosody.register("alice", "alice-pass")?;
     prosody.register("bob", "bob-pass")?;

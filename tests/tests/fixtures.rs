@@ -30,6 +30,7 @@ fn prosody_starts_registers_requires_starttls_and_stops() -> Result<()> {
         dir: dir.clone(),
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     })?;
     eprintln!(
         "prosody started in {:?} on {}",
@@ -47,7 +48,8 @@ fn prosody_starts_registers_requires_starttls_and_stops() -> Result<()> {
     assert!(Prosody::start(ProsodyOptions {
         dir: dir.clone(),
         domain: "bad domain".into(),
-        websocket: false
+        websocket: false,
+        plaintext_c2s: false,
     })
     .is_err());
 
@@ -109,6 +111,7 @@ fn prosody_starts_registers_requires_starttls_and_stops() -> Result<()> {
         dir: dir.clone(),
         domain: "localhost".into(),
         websocket: true,
+        plaintext_c2s: false,
     })?;
     assert!(prosody.user_exists("alice") && prosody.user_exists("bob"));
     assert_eq!(std::fs::read(prosody.ca_file())?, ca_before);
@@ -122,6 +125,7 @@ fn prosody_starts_registers_requires_starttls_and_stops() -> Result<()> {
         dir: dir.clone(),
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     });
     let err = second
         .err()
@@ -160,6 +164,7 @@ fn prosody_starts_registers_requires_starttls_and_stops() -> Result<()> {
         dir: dir.clone(),
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     })?;
     ensure!(!process_alive(orphan), "orphan {orphan} survived");
     ensure!(prosody.pid() != orphan);

@@ -95,6 +95,7 @@ async fn xmpp_js_logs_in_through_the_bridge_and_chats_both_ways() -> Result<()> 
         dir: sotto_tests::test_dir("interop-xmpp-js")?,
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     })?;
     prosody.register("alice", "alice-pass")?;
     prosody.register("bob", "bob-pass")?;

@@ -163,6 +163,7 @@ async fn encrypted_chat_both_ways_through_bridge_and_prosody_leaves_no_plaintext
         dir: sotto_tests::test_dir("omemo-prosody")?,
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     })?;
     prosody.register("alice", "alice-pass")?;
     prosody.register("bob", "bob-pass")?;

@@ -218,6 +218,7 @@ async fn scram_sha256_is_preferred_when_offered() -> Result<()> {
             dir: sotto_tests::test_dir("session-scram-sha256")?,
             domain: "localhost".into(),
             websocket: false,
+            plaintext_c2s: false,
         },
         Authentication::Plain,
     )?;

@@ -56,6 +56,9 @@ pub struct BenchOptions {
     /// trip in an open loop than in a closed one (no batching), so half the closed-loop maximum
     /// can already saturate it on a small machine.
     pub load: f64,
+    /// (a): the bridge's upstream without TLS (`tls = "plaintext-loopback"`, Prosody's c2s
+    /// unencrypted), so that neither path pays for encryption on loopback.
+    pub plaintext_upstream: bool,
 }
 
 impl Default for BenchOptions {
@@ -71,6 +74,7 @@ impl Default for BenchOptions {
             prosody_nagle: false,
             bridge_threads: None,
             load: 0.5,
+            plaintext_upstream: false,
         }
     }
 }
@@ -110,6 +114,13 @@ impl BenchOptions {
                     opts.load = match value.parse::<f64>() {
                         Ok(f) if f > 0.0 && f <= 1.0 => f,
                         _ => bail!("--load takes a fraction in (0, 1], not {value:?}"),
+                    };
+                }
+                "--upstream" => {
+                    opts.plaintext_upstream = match *value {
+                        "starttls" => false,
+                        "plaintext" => true,
+                        _ => bail!("--upstream takes starttls or plaintext"),
                     };
                 }
                 "--bridge-threads" => {
@@ -660,6 +671,7 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
         dir: dir.join("prosody"),
         domain: "localhost".into(),
         websocket: true,
+        plaintext_c2s: opts.plaintext_upstream,
     })?;
     renice(prosody.pid())?;
     prosody.register("alice", "alice-pass")?;
@@ -704,8 +716,16 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
     let prosody_ws = prosody
         .websocket_url()
         .ok_or_else(|| anyhow!("Prosody has no WebSocket URL"))?;
+    // STARTTLS as with any upstream, or (`--upstream plaintext`) none, as a bridge on the
+    // XMPP server's own host may be configured: then neither path encrypts on loopback.
+    let tls = if opts.plaintext_upstream {
+        println!("  bridge upstream: tls = \"plaintext-loopback\" (Prosody c2s without TLS)");
+        "plaintext-loopback"
+    } else {
+        "starttls"
+    };
     let upstream = format!(
-        "[[upstream]]\ndomain = \"localhost\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = {}",
+        "[[upstream]]\ndomain = \"localhost\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"{tls}\"\nca_file = {}",
         prosody.c2s_addr().port(),
         toml_path(prosody.ca_file())
     );

@@ -46,6 +46,7 @@ pub fn run(listen: &str) -> Result<()> {
         dir: demo_dir.join("prosody"),
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     })?;
     let accounts = ensure_accounts(&prosody, &demo_dir.join("accounts.txt"))?;
 

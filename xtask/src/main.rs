@@ -38,7 +38,8 @@ usage: cargo xtask <command>
                           --nice N (0; e.g. -10 as root so other work disturbs it less)
                           --prosody-nagle on|off (off: Prosody's network_settings nagle = false)
                           --bridge-threads N (the bridge's tokio worker threads; default: cores)
-                          --load F (0.5: the latency runs' rate, a fraction of the lower maximum)";
+                          --load F (0.5: the latency runs' rate, a fraction of the lower maximum)
+                          --upstream starttls|plaintext (starttls; plaintext: loopback, no TLS)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
