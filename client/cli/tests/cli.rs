@@ -107,6 +107,7 @@ async fn send_listen_roster_and_clear_failures() -> Result<()> {
         dir: sotto_tests::test_dir("cli")?,
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     })?;
     prosody.register("alice", "alice-pass")?;
     prosody.register("bob", "bob-pass")?;
@@ -253,6 +254,7 @@ async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
         dir: sotto_tests::test_dir("cli-omemo")?,
         domain: "localhost".into(),
         websocket: false,
+        plaintext_c2s: false,
     })?;
     prosody.register("alice", "alice-pass")?;
     prosody.register("bob", "bob-pass")?;
