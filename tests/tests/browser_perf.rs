@@ -217,12 +217,29 @@ async fn browser_app_measurements() -> Result<()> {
             b,
             "const m = performance.getEntriesByName('sotto-login-ready')[0]; \
              const n = performance.getEntriesByType('navigation')[0]; \
-             return [m ? m.startTime : null, n ? n.responseEnd : null];",
+             const s = performance.getEntriesByName('sotto-wasm-started')[0]; \
+             const r = performance.getEntriesByType('resource'); \
+             const js = r.find(e => e.name.endsWith('.js')); \
+             const wasm = r.filter(e => e.name.endsWith('.wasm')); \
+             return [m ? m.startTime : null, n ? n.responseEnd : null, s ? s.startTime : null, \
+                     js ? js.responseEnd : null, wasm.length ? wasm[0].fetchStart : null, \
+                     wasm.length ? wasm[0].responseEnd : null, wasm.length];",
             vec![],
         )
         .await?;
         let ready = login_ready[0].as_f64().context("no sotto-login-ready mark")?;
         let html = login_ready[1].as_f64().unwrap_or(f64::NAN);
+        let at = |i: usize| login_ready[i].as_f64().unwrap_or(f64::NAN);
+        let _ = writeln!(
+            report,
+            "  index.html at {html:.0} ms, JS glue at {:.0} ms, wasm fetched {:.0}–{:.0} ms \
+             ({} request(s)), wasm started (compiled, instantiated) at {:.0} ms",
+            at(3),
+            at(4),
+            at(5),
+            login_ready[6],
+            at(2)
+        );
         let _ = writeln!(
             report,
             "navigation → usable login screen: {ready:.0} ms (index.html received at {html:.0} ms)"

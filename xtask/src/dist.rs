@@ -51,7 +51,11 @@ use sha2::{Digest, Sha256, Sha384};
 /// history (~70 KB: JSON (de)serialisation of the pickles is most of it, and the largest thing
 /// to replace with a compact binary encoding), the kiosk device lifecycle and IndexedDB. The
 /// product goal (200 KB) stays.
-pub const FIRST_LOAD_GZIP_BUDGET: u64 = 520 * 1024;
+///
+/// Raised to 524 KiB (first load 520.4 KiB) for XEP-0156 discovery at login (the host-meta
+/// fetch with its timeout, the XRD reading, the routing by the bridge's domains: ~10 KB of code
+/// before wasm-opt; the app reads only the XML form, so it carries no JSON parser for it).
+pub const FIRST_LOAD_GZIP_BUDGET: u64 = 524 * 1024;
 
 /// The package that is the browser client.
 const APP_PACKAGE: &str = "sotto-app";
@@ -224,7 +228,14 @@ pub fn run(opts: &DistOptions) -> Result<DistReport> {
     let css_name = hashed_name("style", "css", &css);
     let template = fs::read_to_string(static_dir.join(TEMPLATE))
         .with_context(|| format!("reading {}", static_dir.join(TEMPLATE).display()))?;
-    let html = render_index(&template, &css_name, &sri(&css), &js_name, &sri(&js))?;
+    let html = render_index(
+        &template,
+        &css_name,
+        &sri(&css),
+        &js_name,
+        &sri(&js),
+        (&wasm_name, &wasm_sri),
+    )?;
     assets.insert(TEMPLATE.to_owned(), (html.into_bytes(), true));
     assets.insert(css_name.clone(), (css, true));
     assets.insert(js_name.clone(), (js, true));
@@ -469,6 +480,7 @@ fn render_index(
     css_sri: &str,
     js: &str,
     js_sri: &str,
+    (wasm, wasm_sri): (&str, &str),
 ) -> Result<String> {
     let replace_once = |html: &str, tag: &str, with: &str| -> Result<String> {
         ensure!(
@@ -487,8 +499,13 @@ fn render_index(
     let html = replace_once(
         &html,
         TEMPLATE_SCRIPT_TAG,
+        // The wasm is preloaded alongside the script, not after it: otherwise its download
+        // starts only once the glue has been fetched and run (about 100 ms later on loopback,
+        // a round trip or more on a real network). Same URL, mode, credentials and integrity
+        // as the glue's own fetch, so the browser hands that fetch the preloaded response.
         &format!(
-            r#"<script type="module" src="{js}" integrity="{js_sri}" crossorigin="anonymous"></script>"#
+            r#"<link rel="preload" href="{wasm}" as="fetch" type="application/wasm" integrity="{wasm_sri}" crossorigin="anonymous">
+<script type="module" src="{js}" integrity="{js_sri}" crossorigin="anonymous"></script>"#
         ),
     )?;
     check_csp_clean(&html)?;
@@ -516,7 +533,7 @@ fn check_csp_clean(html: &str) -> Result<()> {
     }
     for (i, _) in lower.match_indices("<link") {
         let tag = &lower[i..i + lower[i..].find('>').unwrap_or(lower.len() - i)];
-        if tag.contains("stylesheet") || tag.contains("modulepreload") {
+        if tag.contains("stylesheet") || tag.contains("preload") {
             ensure!(
                 tag.contains(" integrity="),
                 "static/{TEMPLATE}: link without SRI: {tag}>"
@@ -668,13 +685,43 @@ mod tests {
     #[test]
     fn index_rejects_inline_code() {
         let ok = format!("<head>{TEMPLATE_STYLE_TAG}{TEMPLATE_SCRIPT_TAG}</head>");
-        assert!(render_index(&ok, "s.css", "sha384-a", "a.js", "sha384-b").is_ok());
+        assert!(render_index(
+            &ok,
+            "s.css",
+            "sha384-a",
+            "a.js",
+            "sha384-b",
+            ("a.wasm", "sha384-c")
+        )
+        .is_ok());
         let inline = format!("{ok}<script>alert(1)</script>");
-        assert!(render_index(&inline, "s.css", "sha384-a", "a.js", "sha384-b").is_err());
+        assert!(render_index(
+            &inline,
+            "s.css",
+            "sha384-a",
+            "a.js",
+            "sha384-b",
+            ("a.wasm", "sha384-c")
+        )
+        .is_err());
         let styled = format!("{ok}<p style=\"color:red\">");
-        assert!(render_index(&styled, "s.css", "sha384-a", "a.js", "sha384-b").is_err());
-        assert!(
-            render_index(TEMPLATE_SCRIPT_TAG, "s.css", "sha384-a", "a.js", "sha384-b").is_err()
-        );
+        assert!(render_index(
+            &styled,
+            "s.css",
+            "sha384-a",
+            "a.js",
+            "sha384-b",
+            ("a.wasm", "sha384-c")
+        )
+        .is_err());
+        assert!(render_index(
+            TEMPLATE_SCRIPT_TAG,
+            "s.css",
+            "sha384-a",
+            "a.js",
+            "sha384-b",
+            ("a.wasm", "sha384-c")
+        )
+        .is_err());
     }
 }

@@ -400,29 +400,22 @@ impl Login {
 /// How long a host-meta lookup may take before the user is told.
 const DISCOVERY_TIMEOUT_MS: u32 = 10_000;
 
-/// The WebSocket endpoint of `domain`'s XMPP service from its host-meta (JSON, then XML), read
-/// over https (http only when this page itself is plain http, i.e. a local setup). The request
-/// carries no cookies and no referrer.
+/// The WebSocket endpoint of `domain`'s XMPP service from its host-meta, read over https (http
+/// only when this page itself is plain http, i.e. a local setup). The XML form, which every
+/// host-meta server offers (RFC 6415; Prosody, ejabberd and this bridge serve both); reading
+/// only it spares the app a JSON parser. The request carries no cookies and no referrer.
 async fn discover(domain: &str) -> Result<ServiceUrl, String> {
-    use sotto_session::discovery::{
-        host_meta_json_url, host_meta_xml_url, websocket_from_host_meta,
-    };
+    use sotto_session::discovery::{host_meta_xml_url, websocket_from_xrd};
     let secure = web_sys::window()
         .and_then(|w| w.location().protocol().ok())
         .is_none_or(|p| p != "http:");
-    let mut why = text::DISCOVERY_UNREACHABLE.to_owned();
-    for url in [
-        host_meta_json_url(domain, secure),
-        host_meta_xml_url(domain, secure),
-    ] {
-        let Some(body) = fetch_text(&url).await else {
-            continue;
-        };
-        match websocket_from_host_meta(&body, secure) {
+    let why = match fetch_text(&host_meta_xml_url(domain, secure)).await {
+        None => text::DISCOVERY_UNREACHABLE.to_owned(),
+        Some(body) => match websocket_from_xrd(&body, secure) {
             Ok(service) => return Ok(service),
-            Err(e) => why = e.to_string(),
-        }
-    }
+            Err(e) => e.to_string(),
+        },
+    };
     Err(text::discovery_failed(domain, &why))
 }
 

@@ -1,7 +1,7 @@
 //! Finding an XMPP service's WebSocket endpoint from its domain (XEP-0156, HTTP lookup).
 //!
-//! Sans-IO: the caller fetches [`host_meta_json_url`] (or [`host_meta_xml_url`]) and hands the
-//! body to [`websocket_from_host_meta`]. Only `wss://` endpoints are taken from a page served
+//! Sans-IO: the caller fetches [`host_meta_xml_url`] (or [`host_meta_json_url`]) and hands the
+//! body to [`websocket_from_host_meta`] (or the function for that one form). Only `wss://` endpoints are taken from a page served
 //! over https (a browser would refuse `ws://` there anyway, and it would carry the password in
 //! the clear); `ws://` is accepted only by an insecure page, i.e. a local test setup.
 
@@ -57,14 +57,34 @@ pub fn websocket_from_host_meta(
     body: &str,
     secure_page: bool,
 ) -> Result<ServiceUrl, DiscoveryError> {
+    if body.trim_start().starts_with('{') {
+        websocket_from_jrd(body, secure_page)
+    } else {
+        websocket_from_xrd(body, secure_page)
+    }
+}
+
+/// [`websocket_from_host_meta`] for the XML form only (`/.well-known/host-meta`, the form RFC
+/// 6415 requires every host-meta server to offer; the web app reads just this one, which spares
+/// it a JSON parser).
+pub fn websocket_from_xrd(body: &str, secure_page: bool) -> Result<ServiceUrl, DiscoveryError> {
     if body.len() > MAX_HOST_META_BYTES {
         return Err(DiscoveryError::TooLarge);
     }
-    let links = if body.trim_start().starts_with('{') {
-        jrd_links(body)?
-    } else {
-        xrd_links(body)?
-    };
+    choose(&xrd_links(body)?, secure_page)
+}
+
+/// [`websocket_from_host_meta`] for the JSON form only (`/.well-known/host-meta.json`).
+pub fn websocket_from_jrd(body: &str, secure_page: bool) -> Result<ServiceUrl, DiscoveryError> {
+    if body.len() > MAX_HOST_META_BYTES {
+        return Err(DiscoveryError::TooLarge);
+    }
+    choose(&jrd_links(body)?, secure_page)
+}
+
+/// The endpoint to use among the WebSocket links found: `wss://` first, `ws://` only for an
+/// insecure page.
+fn choose(links: &[String], secure_page: bool) -> Result<ServiceUrl, DiscoveryError> {
     let candidates: Vec<ServiceUrl> = links
         .iter()
         .filter_map(|href| ServiceUrl::parse(href).ok())
