@@ -263,13 +263,21 @@ async fn browser_app_login_errors() -> Result<()> {
         wait_text(b, "connection-state", "offline", STEP).await?;
         save_screenshot(b, "login-wrong-password").await?;
 
-        // A domain the bridge does not serve.
+        // A domain the bridge does not serve: said before anything is sent, once the page knows
+        // the bridge's domains (tests/tests/browser_discovery.rs has the rest).
         b.goto(&url).await?;
         b.wait_for_testid("login-jid", LOAD).await?;
+        wait_css(b, "form[data-deployment=\"loaded\"]", STEP).await?;
         type_into(b, "login-jid", "alice@elsewhere.example").await?;
         type_into(b, "login-password", "whatever").await?;
         click(b, "login-submit").await?;
-        wait_css_text(b, &testid_selector("login-notice"), "Unknown domain", STEP).await?;
+        wait_css_text(
+            b,
+            &testid_selector("login-notice"),
+            "elsewhere.example is not served here",
+            STEP,
+        )
+        .await?;
         wait_text(b, "connection-state", "offline", STEP).await?;
 
         // And the right password still works afterwards.
