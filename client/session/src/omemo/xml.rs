@@ -1,9 +1,9 @@
 //! OMEMO 0.3 XML (`eu.siacs.conversations.axolotl`): device lists, bundles and the
-//! `<encrypted/>` message element, via `xmpp_parsers::legacy_omemo` (PROTOCOLS.md §3).
+//! `<encrypted/>` message element (PROTOCOLS.md §3), read and written by hand over minidom: lenient
+//! about what other clients add, and much smaller in the browser than schema-generated code.
 
 use minidom::Element;
 use sotto_omemo::account::{Bundle, RemoteBundle};
-use xmpp_parsers::legacy_omemo as lo;
 
 use crate::ns;
 
@@ -25,6 +25,8 @@ const EME: &str = "urn:xmpp:eme:0";
 pub const MAX_DEVICES_PER_LIST: usize = 64;
 /// Most `<key/>` elements read from one message.
 pub const MAX_KEYS_PER_MESSAGE: usize = 256;
+/// Prekeys read from one bundle (publishers keep about 100).
+pub const MAX_PREKEYS_PER_BUNDLE: usize = 256;
 
 /// The bundle node of device `id`.
 pub fn bundle_node(id: u32) -> String {
@@ -45,78 +47,116 @@ pub enum XmlError {
 
 /// Parses a device list; ids 0 and beyond 2³¹−1 are skipped, duplicates removed, at most
 /// [`MAX_DEVICES_PER_LIST`] kept.
+///
+/// Read by hand, leniently: other clients add attributes (e.g. a device `label`) that a strict
+/// schema would refuse, and one bad entry must not hide the others.
 pub fn parse_device_list(element: &Element) -> Result<Vec<u32>, XmlError> {
-    let list = lo::DeviceList::try_from(element.clone())
-        .map_err(|_| XmlError::Malformed("device list"))?;
+    if !element.is("list", NS) {
+        return Err(XmlError::Malformed("device list"));
+    }
     let mut ids: Vec<u32> = Vec::new();
-    for device in list.devices {
-        if device.id == 0 || device.id > 0x7FFF_FFFF || ids.contains(&device.id) {
+    for device in element.children().filter(|c| c.is("device", NS)) {
+        let Some(id) = device.attr("id").and_then(|id| id.parse::<u32>().ok()) else {
+            continue;
+        };
+        if id == 0 || id > 0x7FFF_FFFF || ids.contains(&id) {
             continue;
         }
         if ids.len() >= MAX_DEVICES_PER_LIST {
             break;
         }
-        ids.push(device.id);
+        ids.push(id);
     }
     Ok(ids)
 }
 
 /// Builds a device list.
 pub fn device_list(ids: &[u32]) -> Element {
-    lo::DeviceList {
-        devices: ids.iter().map(|&id| lo::Device { id }).collect(),
+    let mut list = Element::builder("list", NS);
+    for id in ids {
+        list = list.append(
+            Element::builder("device", NS)
+                .attr(rxml::xml_ncname!("id").into(), id.to_string())
+                .build(),
+        );
     }
-    .into()
+    list.build()
 }
 
 /// Builds our bundle element.
 pub fn bundle(bundle: &Bundle) -> Element {
-    lo::Bundle {
-        signed_pre_key_public: Some(lo::SignedPreKeyPublic {
-            signed_pre_key_id: Some(bundle.signed_pre_key_id()),
-            data: bundle.signed_pre_key().to_bytes().to_vec(),
-        }),
-        signed_pre_key_signature: Some(lo::SignedPreKeySignature {
-            data: bundle.signed_pre_key_signature().to_vec(),
-        }),
-        identity_key: Some(lo::IdentityKey {
-            data: bundle.identity_key().to_bytes().to_vec(),
-        }),
-        prekeys: Some(lo::Prekeys {
-            keys: bundle
-                .pre_keys()
-                .iter()
-                .map(|(id, key)| lo::PreKeyPublic {
-                    pre_key_id: *id,
-                    data: key.to_bytes().to_vec(),
-                })
-                .collect(),
-        }),
+    let mut prekeys = Element::builder("prekeys", NS);
+    for (id, key) in bundle.pre_keys() {
+        prekeys = prekeys.append(
+            base64_element("preKeyPublic", &key.to_bytes())
+                .attr(rxml::xml_ncname!("preKeyId").into(), id.to_string())
+                .build(),
+        );
     }
-    .into()
+    Element::builder("bundle", NS)
+        .append(
+            base64_element("signedPreKeyPublic", &bundle.signed_pre_key().to_bytes())
+                .attr(
+                    rxml::xml_ncname!("signedPreKeyId").into(),
+                    bundle.signed_pre_key_id().to_string(),
+                )
+                .build(),
+        )
+        .append(base64_element("signedPreKeySignature", bundle.signed_pre_key_signature()).build())
+        .append(base64_element("identityKey", &bundle.identity_key().to_bytes()).build())
+        .append(prekeys.build())
+        .build()
+}
+
+/// An element of the OMEMO namespace whose text is `data` in base64.
+fn base64_element(name: &str, data: &[u8]) -> minidom::element::ElementBuilder {
+    use base64::Engine as _;
+    Element::builder(name, NS).append(base64::engine::general_purpose::STANDARD.encode(data))
 }
 
 /// Parses and validates (signature included) a contact's bundle.
+///
+/// Read by hand (as `<encrypted/>` is): lenient about what other clients add, strict about
+/// what is used — every key must be valid base64 and the signature must verify
+/// ([`RemoteBundle::new`]); prekeys with a bad id or encoding are skipped, at most
+/// [`MAX_PREKEYS_PER_BUNDLE`] read.
 pub fn parse_bundle(element: &Element) -> Result<RemoteBundle, XmlError> {
-    let parsed =
-        lo::Bundle::try_from(element.clone()).map_err(|_| XmlError::Malformed("bundle"))?;
-    let spk = parsed
-        .signed_pre_key_public
-        .ok_or(XmlError::Malformed("bundle (signed prekey)"))?;
-    let signature = parsed
-        .signed_pre_key_signature
-        .ok_or(XmlError::Malformed("bundle (signature)"))?;
-    let identity = parsed
-        .identity_key
-        .ok_or(XmlError::Malformed("bundle (identity key)"))?;
-    let pre_keys = parsed.prekeys.map(|p| p.keys).unwrap_or_default();
+    if !element.is("bundle", NS) {
+        return Err(XmlError::Malformed("bundle"));
+    }
+    let required = |name: &str, what: &'static str| {
+        element
+            .get_child(name, NS)
+            .and_then(|e| base64_text(e).map(|data| (e, data)))
+            .ok_or(XmlError::Malformed(what))
+    };
+    let (spk, spk_data) = required("signedPreKeyPublic", "bundle (signed prekey)")?;
+    let (_, signature) = required("signedPreKeySignature", "bundle (signature)")?;
+    let (_, identity) = required("identityKey", "bundle (identity key)")?;
+    let spk_id = match spk.attr("signedPreKeyId") {
+        Some(id) => id
+            .parse::<u32>()
+            .map_err(|_| XmlError::Malformed("bundle (signed prekey id)"))?,
+        None => 0,
+    };
+    let pre_keys = element
+        .get_child("prekeys", NS)
+        .into_iter()
+        .flat_map(|p| p.children().filter(|c| c.is("preKeyPublic", NS)))
+        .take(MAX_PREKEYS_PER_BUNDLE)
+        .filter_map(|k| {
+            let id = k.attr("preKeyId")?.parse::<u32>().ok()?;
+            Some((id, base64_text(k)?))
+        });
     Ok(RemoteBundle::new(
-        &identity.data,
-        spk.signed_pre_key_id.unwrap_or(0),
-        &spk.data,
-        &signature.data,
-        pre_keys.into_iter().map(|k| (k.pre_key_id, k.data)),
+        &identity, spk_id, &spk_data, &signature, pre_keys,
     )?)
+}
+
+/// The base64 text of an element, whitespace ignored (some clients wrap long values).
+fn base64_text(e: &Element) -> Option<Vec<u8>> {
+    let text: String = e.text().chars().filter(|c| !c.is_whitespace()).collect();
+    base64_decode(&text)
 }
 
 /// One `<key/>` of a message header.
@@ -150,8 +190,7 @@ pub fn parse_encrypted(message: &Element) -> Option<Result<EncryptedElement, Xml
 }
 
 fn parse_encrypted_element(element: &Element) -> Result<EncryptedElement, XmlError> {
-    // Parsed by hand rather than via `lo::Encrypted`: old senders write `prekey='1'`, and
-    // xmpp-parsers rejects elements with attributes it does not know.
+    // Old senders write `prekey='1'`, and others add attributes of their own: both accepted.
     let header = element
         .get_child("header", NS)
         .ok_or(XmlError::Malformed("encrypted (header)"))?;
@@ -159,10 +198,7 @@ fn parse_encrypted_element(element: &Element) -> Result<EncryptedElement, XmlErr
         .attr("sid")
         .and_then(|s| s.parse::<u32>().ok())
         .ok_or(XmlError::Malformed("encrypted (sid)"))?;
-    let b64 = |e: &Element| {
-        let text: String = e.text().chars().filter(|c| !c.is_whitespace()).collect();
-        base64_decode(&text)
-    };
+    let b64 = base64_text;
     let mut keys = Vec::new();
     for key in header
         .children()
@@ -199,30 +235,25 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
-/// Builds the `<encrypted/>` element.
+/// Builds the `<encrypted/>` element. `prekey='true'` marks a `PreKeySignalMessage` (absent
+/// otherwise, as the spec and Conversations write it).
 pub fn encrypted(message: &EncryptedElement) -> Element {
-    lo::Encrypted {
-        header: lo::Header {
-            sid: message.sid,
-            keys: message
-                .keys
-                .iter()
-                .map(|k| lo::Key {
-                    rid: k.rid,
-                    prekey: k.prekey,
-                    data: k.data.clone(),
-                })
-                .collect(),
-            iv: lo::IV {
-                data: message.iv.clone(),
-            },
-        },
-        payload: message
-            .payload
-            .as_ref()
-            .map(|data| lo::Payload { data: data.clone() }),
+    let mut header = Element::builder("header", NS)
+        .attr(rxml::xml_ncname!("sid").into(), message.sid.to_string());
+    for key in &message.keys {
+        let mut element = base64_element("key", &key.data)
+            .attr(rxml::xml_ncname!("rid").into(), key.rid.to_string());
+        if key.prekey {
+            element = element.attr(rxml::xml_ncname!("prekey").into(), "true");
+        }
+        header = header.append(element.build());
     }
-    .into()
+    header = header.append(base64_element("iv", &message.iv).build());
+    let mut encrypted = Element::builder("encrypted", NS).append(header.build());
+    if let Some(payload) = &message.payload {
+        encrypted = encrypted.append(base64_element("payload", payload).build());
+    }
+    encrypted.build()
 }
 
 /// Builds a whole OMEMO chat message: fallback body (when it has a payload), `<encrypted/>`,
@@ -285,6 +316,65 @@ mod tests {
         assert_eq!(parse_device_list(&odd).unwrap(), vec![7]);
         let bad: Element = "<list xmlns='urn:other'/>".parse().unwrap();
         assert!(parse_device_list(&bad).is_err());
+        // What other clients add (a label), and one bad entry among good ones.
+        let labelled: Element = "<list xmlns='eu.siacs.conversations.axolotl'>\
+            <device id='11' label='Gajim on laptop'/><device id='twelve'/><device/>\
+            <device id='13'/><other xmlns='urn:x'/></list>"
+            .parse()
+            .unwrap();
+        assert_eq!(parse_device_list(&labelled).unwrap(), vec![11, 13]);
+        let many = format!(
+            "<list xmlns='eu.siacs.conversations.axolotl'>{}</list>",
+            (1..=200)
+                .map(|i| format!("<device id='{i}'/>"))
+                .collect::<String>()
+        );
+        let ids = parse_device_list(&many.parse().unwrap()).unwrap();
+        assert_eq!(ids.len(), MAX_DEVICES_PER_LIST);
+    }
+
+    #[test]
+    fn bundle_parsing_is_lenient_about_extras_and_strict_about_keys() {
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        let account = Account::new(&mut rng);
+        let good = text(&bundle(&account.bundle()));
+        // Wrapped base64 and an attribute the schema does not know still parse.
+        let wrapped = good
+            .replacen("<identityKey>", "<identityKey extra='1'>\n", 1)
+            .replacen("</identityKey>", "\n</identityKey>", 1);
+        let remote = parse_bundle(&wrapped.parse().unwrap()).unwrap();
+        assert_eq!(remote.identity_key(), account.identity_key());
+        // A prekey with a bad id is skipped, the rest kept.
+        let odd_prekey = good.replacen("preKeyId='1'", "preKeyId='one'", 1);
+        let remote = parse_bundle(&odd_prekey.parse().unwrap()).unwrap();
+        assert_eq!(remote.pre_keys().len(), 99);
+        // Missing or broken required parts are errors.
+        let start = good.find("<identityKey>").unwrap();
+        let end = good.find("</identityKey>").unwrap() + "</identityKey>".len();
+        let no_identity = format!("{}{}", &good[..start], &good[end..]);
+        assert!(matches!(
+            parse_bundle(&no_identity.parse().unwrap()),
+            Err(XmlError::Malformed("bundle (identity key)"))
+        ));
+        let bad_b64 = good.replacen("<identityKey>", "<identityKey>!!", 1);
+        assert!(parse_bundle(&bad_b64.parse().unwrap()).is_err());
+        let bad_spk_id = good.replacen("signedPreKeyId='1'", "signedPreKeyId='x'", 1);
+        assert!(parse_bundle(&bad_spk_id.parse().unwrap()).is_err());
+        let other_ns: Element = "<bundle xmlns='urn:other'/>".parse().unwrap();
+        assert!(parse_bundle(&other_ns).is_err());
+        // A signature over something else does not verify.
+        let other = Account::new(&mut rng);
+        let other_text = text(&bundle(&other.bundle()));
+        let sig = |t: &str| {
+            let a = t.find("<signedPreKeySignature>").unwrap();
+            let b = t.find("</signedPreKeySignature>").unwrap();
+            t[a..b].to_owned()
+        };
+        let forged = good.replacen(&sig(&good), &sig(&other_text), 1);
+        assert!(matches!(
+            parse_bundle(&forged.parse().unwrap()),
+            Err(XmlError::InvalidBundle(_))
+        ));
     }
 
     #[test]
