@@ -15,27 +15,33 @@ pub const MAX_ASSET_BYTES: u64 = 32 * 1024 * 1024;
 /// The most files the site may hold.
 pub const MAX_ASSETS: usize = 1024;
 
+/// The one policy template; only `connect-src` differs between the three policies below.
+macro_rules! content_security_policy {
+    ($connect_src:literal) => {
+        concat!(
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+img-src 'self' data: blob:; connect-src ",
+            $connect_src,
+            "; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+frame-ancestors 'none'"
+        )
+    };
+}
+
 /// The Content-Security-Policy of every page: scripts and styles only from this origin, wasm
 /// compilation allowed, no inline code, no plugins, no framing, WebSockets to this origin only.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; \
-object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+pub const CONTENT_SECURITY_POLICY: &str = content_security_policy!("'self'");
 
 /// The policy when `[client] other_servers` lets users sign in to services this bridge does
 /// not relay: the app then looks up their host-meta (XEP-0156) and opens their WebSocket, so
 /// `connect-src` admits any https/wss origin. Everything else is as strict as above.
 pub const CONTENT_SECURITY_POLICY_OTHER_SERVERS: &str =
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-style-src 'self'; img-src 'self' data: blob:; connect-src 'self' https: wss:; font-src 'self'; \
-object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    content_security_policy!("'self' https: wss:");
 
 /// The same for a bridge that is itself not behind TLS (a local setup): plain http/ws too,
 /// as the page is no better protected than they are.
 pub const CONTENT_SECURITY_POLICY_OTHER_SERVERS_INSECURE: &str =
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-style-src 'self'; img-src 'self' data: blob:; connect-src 'self' https: wss: http: ws:; \
-font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+    content_security_policy!("'self' https: wss: http: ws:");
 
 /// The browser features the client may use; everything else is switched off.
 pub const PERMISSIONS_POLICY: &str = "camera=(), microphone=(), geolocation=(), payment=(), \
@@ -194,6 +200,27 @@ fn content_type(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_differ_only_in_connect_src() {
+        assert_eq!(
+            CONTENT_SECURITY_POLICY,
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+             img-src 'self' data: blob:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(
+            CONTENT_SECURITY_POLICY_OTHER_SERVERS,
+            CONTENT_SECURITY_POLICY.replace("connect-src 'self'", "connect-src 'self' https: wss:")
+        );
+        assert_eq!(
+            CONTENT_SECURITY_POLICY_OTHER_SERVERS_INSECURE,
+            CONTENT_SECURITY_POLICY.replace(
+                "connect-src 'self'",
+                "connect-src 'self' https: wss: http: ws:"
+            )
+        );
+    }
 
     #[test]
     fn encodings_and_hashes() {

@@ -663,8 +663,15 @@ fn compare(
 // ---------------------------------------------------------------------------------------------
 
 fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> {
+    // STARTTLS as with any upstream, or (`--upstream plaintext`) none, as a bridge on the
+    // XMPP server's own host may be configured: then neither path encrypts on loopback.
+    let (tls, upstream_label) = if opts.plaintext_upstream {
+        ("plaintext-loopback", "without TLS")
+    } else {
+        ("starttls", "STARTTLS")
+    };
     println!(
-        "\n(a) {} pairs exchanging chat messages: Prosody mod_websocket vs sotto-bridge → Prosody c2s (STARTTLS)",
+        "\n(a) {} pairs exchanging chat messages: Prosody mod_websocket vs sotto-bridge → Prosody c2s ({upstream_label})",
         opts.pairs
     );
     let prosody = Prosody::start(ProsodyOptions {
@@ -716,14 +723,6 @@ fn bench_a(bins: &Bins, dir: &Path, opts: &BenchOptions) -> Result<Vec<String>> 
     let prosody_ws = prosody
         .websocket_url()
         .ok_or_else(|| anyhow!("Prosody has no WebSocket URL"))?;
-    // STARTTLS as with any upstream, or (`--upstream plaintext`) none, as a bridge on the
-    // XMPP server's own host may be configured: then neither path encrypts on loopback.
-    let tls = if opts.plaintext_upstream {
-        println!("  bridge upstream: tls = \"plaintext-loopback\" (Prosody c2s without TLS)");
-        "plaintext-loopback"
-    } else {
-        "starttls"
-    };
     let upstream = format!(
         "[[upstream]]\ndomain = \"localhost\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"{tls}\"\nca_file = {}",
         prosody.c2s_addr().port(),

@@ -23,6 +23,17 @@ pub struct Props {
 /// move up is taken as theirs (momentum scrolling goes on after the gesture).
 const READER_GESTURE_MS: f64 = 1500.0;
 
+/// Marks the list as pinned to its newest message: only the end marker may then anchor the
+/// scroll position (static/style.css), so the browser itself keeps the bottom in view as rows
+/// above it change height.
+fn show_pinned(list: &HtmlElement, pinned: bool) {
+    let _ = if pinned {
+        list.set_attribute("data-pinned", "")
+    } else {
+        list.remove_attribute("data-pinned")
+    };
+}
+
 /// The conversation view (or a placeholder when none is open).
 #[function_component(ChatView)]
 pub fn chat_view(props: &Props) -> Html {
@@ -51,13 +62,7 @@ pub fn chat_view(props: &Props) -> Html {
         use_effect(move || {
             let mut timers = Vec::new();
             if let Some(el) = log.cast::<HtmlElement>() {
-                // While pinned, only the end marker may anchor the scroll position, so the
-                // browser itself keeps the bottom in view as rows above it change height.
-                let _ = if *stick.borrow() {
-                    el.set_attribute("data-pinned", "")
-                } else {
-                    el.remove_attribute("data-pinned")
-                };
+                show_pinned(&el, *stick.borrow());
             }
             if *stick.borrow() {
                 let to_bottom = move || {
@@ -140,12 +145,9 @@ pub fn chat_view(props: &Props) -> Html {
             let went_up = top < previous_top - 2;
             let by_reader = height == previous_height
                 || js_sys::Date::now() - *touched_at.borrow() < READER_GESTURE_MS;
-            if at_bottom {
-                *stick.borrow_mut() = true;
-                let _ = el.set_attribute("data-pinned", "");
-            } else if went_up && by_reader {
-                *stick.borrow_mut() = false;
-                let _ = el.remove_attribute("data-pinned");
+            if at_bottom || (went_up && by_reader) {
+                *stick.borrow_mut() = at_bottom;
+                show_pinned(&el, at_bottom);
             } else if *stick.borrow() {
                 // Layout moved the view away from the newest message: back to it.
                 el.set_scroll_top(el.scroll_height());

@@ -382,13 +382,16 @@ impl Login {
 
     /// Hands the credentials to the app.
     fn submit(&self, ctx: &Context<Self>, jid: BareJid, service: ServiceUrl) {
-        let deployment = self.deployment.clone().unwrap_or_default();
+        let idle_secs = self
+            .deployment
+            .as_ref()
+            .map_or(DEFAULT_KIOSK_IDLE_SECS, |d| d.kiosk_idle_secs);
         ctx.props().on_submit.emit(Credentials {
             jid,
             password: self.password.clone(),
             mode: self.mode,
             service,
-            idle_secs: deployment.kiosk_idle_secs,
+            idle_secs,
             old_password: (ctx.props().ask_old_password
                 && self.mode == DeviceMode::Personal
                 && !self.old_password.is_empty())
