@@ -284,6 +284,24 @@ async fn browser_app_login_errors() -> Result<()> {
         login(b, &url, "alice").await?;
         click(b, "logout").await?;
         b.wait_for_testid("login-jid", STEP).await?;
+
+        // Addresses and passwords are prepared as the server prepares them, with the browser's
+        // own NFKC (sotto_session::jid): an upper-case name typed with a combining diaeresis is
+        // the account "müller", and a password with a no-break space and a Roman numeral Ⅸ is
+        // the one Prosody stored (SASLprep: " " and "IX").
+        prosody.register("m\u{fc}ller", "\u{2168}\u{a0}p\u{e4}sse")?;
+        submit_login(
+            b,
+            &url,
+            "MU\u{308}LLER@LOCALHOST",
+            "\u{2168}\u{a0}p\u{e4}sse",
+        )
+        .await?;
+        wait_text(b, "connection-state", "online", STEP)
+            .await
+            .context("signing in as MÜLLER with a decomposed Ü")?;
+        click(b, "logout").await?;
+        b.wait_for_testid("login-jid", STEP).await?;
         Ok(())
     })
     .await?;

@@ -115,12 +115,23 @@ fn host_of(link: &str) -> &str {
     host_port.split(':').next().unwrap_or("")
 }
 
-/// The ASCII form of a host that has non-ASCII characters.
+/// The ASCII form of a host that has non-ASCII characters: in the browser, the one its own URL
+/// parser gives, which is the name it will look up.
 fn ascii_host(host: &str) -> Option<String> {
     if host.is_ascii() {
         return None;
     }
-    idna::domain_to_ascii(host).ok()
+    #[cfg(target_arch = "wasm32")]
+    {
+        web_sys::Url::new(&format!("https://{host}/"))
+            .ok()
+            .map(|url| url.hostname())
+            .filter(|ascii| ascii.is_ascii())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        idna::domain_to_ascii(host).ok()
+    }
 }
 
 #[cfg(test)]

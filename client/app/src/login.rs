@@ -352,7 +352,7 @@ impl Login {
     /// the domain's own WebSocket endpoint (XEP-0156) when the deployment allows other servers,
     /// otherwise nowhere — said before anything is sent.
     fn route(&mut self, ctx: &Context<Self>, jid: BareJid) {
-        let domain = jid.domain().as_str().to_lowercase();
+        let domain = jid.domain().to_lowercase();
         let deployment = self.deployment.clone().unwrap_or_default();
         let served_here = deployment
             .domains

@@ -740,10 +740,7 @@ impl Store {
             } => {
                 let bare = from.to_bare();
                 if let Some(contact) = self.contacts.get_mut(&bare) {
-                    let resource = from
-                        .resource()
-                        .map(|r| r.as_str().to_owned())
-                        .unwrap_or_default();
+                    let resource = from.resource().map(|r| r.to_owned()).unwrap_or_default();
                     if availability == Availability::Unavailable {
                         contact.resources.remove(&resource);
                         if resource.is_empty() {

@@ -1,6 +1,6 @@
 //! What the session reports to its driver and UI: one enum, mapped in one place by each UI.
 
-use jid::{BareJid, FullJid, Jid};
+use crate::jid::{BareJid, FullJid, Jid};
 
 use crate::error::{LoginError, StreamError};
 use crate::session::{PepItem, RequestId};

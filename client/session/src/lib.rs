@@ -24,6 +24,7 @@
 pub mod discovery;
 pub mod error;
 pub mod event;
+pub mod jid;
 #[cfg(feature = "native")]
 pub mod native;
 mod ns;
@@ -33,9 +34,9 @@ pub mod service;
 mod session;
 pub mod time;
 
+pub use crate::jid::{BareJid, FullJid, Jid};
 pub use error::{CommandError, LoginError, StreamError};
 pub use event::{Availability, ChatMessage, ChatState, Direction, Event, RosterItem, Subscription};
-pub use jid::{BareJid, FullJid, Jid};
 pub use session::{Config, PepItem, RequestId, Session};
 pub use time::Instant;
 

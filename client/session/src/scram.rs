@@ -165,13 +165,12 @@ impl ScramClient {
         password: &str,
         nonce: String,
     ) -> Result<Self, ScramError> {
-        let password = stringprep::saslprep(password)
-            .map_err(|_| ScramError::PasswordNotAllowed)?
-            .into_owned();
+        let password =
+            crate::jid::saslprep(password).map_err(|_| ScramError::PasswordNotAllowed)?;
         Ok(Self {
             hash,
             username: username.replace('=', "=3D").replace(',', "=2C"),
-            password: Zeroizing::new(password),
+            password,
             nonce,
             state: State::Initial,
         })

@@ -8,9 +8,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use crate::jid::{BareJid, FullJid, Jid};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};
@@ -643,10 +643,7 @@ impl Session {
 
     fn send_open(&mut self, authenticated: bool) {
         let open = Element::builder("open", ns::FRAMING)
-            .attr(
-                rxml::xml_ncname!("to").into(),
-                self.config.jid.domain().as_str(),
-            )
+            .attr(rxml::xml_ncname!("to").into(), self.config.jid.domain())
             .attr(rxml::xml_ncname!("version").into(), "1.0")
             .build();
         self.push_element(&open);
@@ -865,7 +862,7 @@ impl Session {
             .config
             .jid
             .node()
-            .map(|n| n.as_str().to_owned())
+            .map(|n| n.to_owned())
             .unwrap_or_default();
         let scram = if has("SCRAM-SHA-256") {
             Some(ScramHash::Sha256)
@@ -1125,8 +1122,7 @@ impl Session {
         let from_server_or_self = match iq.attr("from") {
             None => true,
             Some(from) => from.parse::<Jid>().is_ok_and(|j| {
-                j.to_bare() == self.config.jid
-                    || j.to_bare().as_str() == self.config.jid.domain().as_str()
+                j.to_bare() == self.config.jid || j.to_bare().as_str() == self.config.jid.domain()
             }),
         };
         match iq.attr("type") {

@@ -59,7 +59,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use jid::BareJid;
+use crate::jid::BareJid;
 use minidom::Element;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};

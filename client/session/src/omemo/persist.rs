@@ -17,7 +17,7 @@
 //!              "session":{…}}]}
 //! ```
 
-use jid::BareJid;
+use crate::jid::BareJid;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use sotto_omemo::account::{Account, AccountPickle};

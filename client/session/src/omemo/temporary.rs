@@ -45,8 +45,8 @@
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 
+use crate::jid::BareJid;
 use base64::Engine as _;
-use jid::BareJid;
 use minidom::Element;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, RngCore, SeedableRng};

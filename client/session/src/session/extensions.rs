@@ -1,7 +1,7 @@
 //! PEP (XEP-0163/XEP-0060), message archive queries (XEP-0313) and blocking (XEP-0191):
 //! request/response protocols layered on the session, ready for OMEMO device lists and bundles.
 
-use jid::{BareJid, Jid};
+use crate::jid::{BareJid, Jid};
 use minidom::Element;
 
 use super::{stanza_error_condition, PendingIq, Session};
