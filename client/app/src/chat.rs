@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use sotto_session::Direction;
+use sotto_session::{BareJid, Direction};
 use web_sys::{HtmlElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
@@ -23,6 +23,12 @@ pub struct Props {
 /// move up is taken as theirs (momentum scrolling goes on after the gesture).
 const READER_GESTURE_MS: f64 = 1500.0;
 
+/// How many of a conversation's newest messages show at first when it opens; older ones follow
+/// `MORE_MESSAGES` at a time, each step in a task of its own, so that opening a long
+/// conversation never holds the page for long (the reader starts at the newest message anyway).
+const FIRST_MESSAGES: usize = 60;
+const MORE_MESSAGES: usize = 150;
+
 /// Marks the list as pinned to its newest message: only the end marker may then anchor the
 /// scroll position (static/style.css), so the browser itself keeps the bottom in view as rows
 /// above it change height.
@@ -40,6 +46,8 @@ pub fn chat_view(props: &Props) -> Html {
     let store = &props.store;
     let log = use_node_ref();
     let confirm_remove = use_state(|| false);
+    // How many of the newest messages of which conversation are on screen.
+    let shown = use_state(|| (None::<BareJid>, FIRST_MESSAGES));
     let active = store.active.clone();
     // Whether the reader is at the newest message: then the view stays there whatever renders
     // (new messages, the typing line, rows whose real height replaces the estimate of
@@ -84,6 +92,30 @@ pub fn chat_view(props: &Props) -> Html {
         let confirm_remove = confirm_remove.clone();
         use_effect_with(active.clone(), move |_| confirm_remove.set(false));
     }
+    // A long conversation opens with its newest messages and grows upwards, a step per task.
+    let rows = match (&*shown, &active) {
+        ((Some(shown_peer), rows), Some(peer)) if shown_peer == peer => *rows,
+        _ => FIRST_MESSAGES,
+    };
+    {
+        let shown = shown.clone();
+        let total = active
+            .as_ref()
+            .and_then(|peer| store.conversation(peer))
+            .map_or(0, |c| c.messages.len());
+        use_effect_with((active.clone(), total, rows), move |(peer, total, rows)| {
+            // Once all are shown, `usize::MAX`: new messages then never push the oldest out.
+            let (peer, rows, total) = (peer.clone(), *rows, *total);
+            let more = (rows != usize::MAX).then(|| {
+                gloo_timers::callback::Timeout::new(0, move || {
+                    let next = rows + MORE_MESSAGES;
+                    shown.set((peer, if next >= total { usize::MAX } else { next }));
+                })
+            });
+            // Dropping a Timeout cancels it: a newer render schedules its own step.
+            move || drop(more)
+        });
+    }
     let Some(peer) = active else {
         return html! {
             <section class="chat chat-empty" aria-label={ text::CHAT_EMPTY_TITLE }>
@@ -102,7 +134,9 @@ pub fn chat_view(props: &Props) -> Html {
         .map(|c| availability_words(c.availability()))
         .unwrap_or((text::PRESENCE_OFFLINE, "offline"));
     let conversation = store.conversation(&peer);
-    let messages: &[Message] = conversation.map(|c| c.messages.as_slice()).unwrap_or(&[]);
+    let all_messages: &[Message] = conversation.map(|c| c.messages.as_slice()).unwrap_or(&[]);
+    let messages = &all_messages[all_messages.len().saturating_sub(rows)..];
+    let complete = messages.len() == all_messages.len();
     let typing = conversation.is_some_and(|c| c.typing);
     let peer_name = AttrValue::from(name.clone());
     let lock = store.lock(&peer);
@@ -131,7 +165,8 @@ pub fn chat_view(props: &Props) -> Html {
     let on_scroll = {
         // Near the top: the previous page (the store ignores this while one is loading).
         let on_action = props.on_action.clone();
-        let can_load = history.loading.is_none() && !history.complete && history.started;
+        let can_load =
+            complete && history.loading.is_none() && !history.complete && history.started;
         let stick = stick.clone();
         let last_seen = last_seen.clone();
         let touched_at = touched_at.clone();
@@ -245,7 +280,8 @@ pub fn chat_view(props: &Props) -> Html {
                 onscroll={on_scroll} onwheel={on_wheel} ontouchmove={on_touch} onkeydown={on_key}
                 onpointerdown={on_pointer.clone()} onpointermove={on_pointer}>
                 <li class="history">
-                    if history.loading.is_some() {
+                    if !complete {
+                    } else if history.loading.is_some() {
                         <span class="history-loading" data-testid="history-loading" role="status">
                             <span class="spinner" aria-hidden="true"></span>
                             { text::HISTORY_LOADING }
