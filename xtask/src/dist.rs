@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -64,7 +63,9 @@ use sha2::{Digest, Sha256, Sha384};
 /// with panics that abort at once (493 → 446 KiB), and JIDs and SASLprep came to be prepared by
 /// our own code over RFC 3454's tables and the browser's NFKC instead of the `jid`/`stringprep`/
 /// `idna` crates with their complete Unicode tables (446 → 331 KiB).
-pub const FIRST_LOAD_GZIP_BUDGET: u64 = 336 * 1024;
+///
+/// Lowered to 320 KiB (first load 316.3 KiB) when the `.gz` copies came to be written by Zopfli.
+pub const FIRST_LOAD_GZIP_BUDGET: u64 = 320 * 1024;
 
 /// The package that is the browser client.
 const APP_PACKAGE: &str = "sotto-app";
@@ -658,13 +659,16 @@ fn sri(bytes: &[u8]) -> String {
 }
 
 /// gzip at the best level with a fixed header (no mtime, no name) so builds are reproducible.
+/// Gzip by Zopfli: any gzip reader reads it, and it is about 5 % smaller than zlib at level 9
+/// (16 KiB of the first load) for a few seconds more of build. Deterministic: no time stamp.
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), flate2::Compression::best());
-    enc.write_all(bytes)?;
-    Ok(enc.finish()?)
+    let options = zopfli::Options {
+        iteration_count: std::num::NonZeroU64::new(5).context("iterations")?,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    zopfli::compress(options, zopfli::Format::Gzip, bytes, &mut out)?;
+    Ok(out)
 }
 
 fn brotli(bytes: &[u8]) -> Result<Vec<u8>> {
