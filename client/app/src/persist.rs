@@ -23,6 +23,7 @@
 
 use std::rc::Rc;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sotto_session::{BareJid, Direction, RosterItem, Subscription};
@@ -36,8 +37,9 @@ use crate::store::{DeliveryState, Message};
 pub const MAX_SAVED_MESSAGES: usize = 500;
 /// Most conversations kept on disk (those with the newest messages).
 pub const MAX_SAVED_CONVERSATIONS: usize = 500;
-/// The version of the roster and history documents.
-const FORMAT_VERSION: u32 = 1;
+/// The version of the roster and history documents: their first byte, before the postcard
+/// encoding of the document (version 1, JSON, was only ever written by pre-release builds).
+const FORMAT_VERSION: u8 = 2;
 
 const KEY: &str = "key";
 const DEVICE: &str = "device";
@@ -222,7 +224,6 @@ pub async fn forget(jid: &BareJid) -> Result<(), KeepError> {
 
 #[derive(Serialize, Deserialize)]
 struct RosterDoc {
-    version: u32,
     roster_version: String,
     items: Vec<SavedContact>,
 }
@@ -238,7 +239,6 @@ struct SavedContact {
 
 #[derive(Serialize, Deserialize)]
 struct HistoryDoc {
-    version: u32,
     conversations: Vec<SavedConversation>,
 }
 
@@ -267,19 +267,32 @@ fn subscription_name(s: Subscription) -> &'static str {
     }
 }
 
-/// The JSON of `value` in a buffer that is wiped on drop.
-fn to_zeroizing_json(value: &impl Serialize, estimate: usize) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(estimate));
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.clear();
+/// The document: [`FORMAT_VERSION`], then `value` in postcard, in a buffer wiped on drop.
+fn to_zeroizing_document(value: &impl Serialize, estimate: usize) -> Zeroizing<Vec<u8>> {
+    let mut buffer = Vec::with_capacity(estimate);
+    buffer.push(FORMAT_VERSION);
+    // Serialising plain data into a Vec cannot fail; an empty document reads as damaged.
+    Zeroizing::new(postcard::to_extend(value, buffer).unwrap_or_default())
+}
+
+/// Reads a document `to_zeroizing_document` wrote; `what` names it in errors.
+fn from_document<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, KeepError> {
+    match bytes.split_first() {
+        Some((&FORMAT_VERSION, rest)) => match postcard::take_from_bytes(rest) {
+            Ok((doc, [])) => Ok(doc),
+            _ => Err(KeepError::Damaged(what)),
+        },
+        Some((b'{', _)) => Err(KeepError::Damaged("saved by an earlier version of Sotto")),
+        Some((&version, _)) if version > FORMAT_VERSION && version < b' ' => {
+            Err(KeepError::Damaged("saved by a newer version of Sotto"))
+        }
+        _ => Err(KeepError::Damaged(what)),
     }
-    out
 }
 
 /// The roster document.
 pub fn encode_roster(version: &str, items: &[RosterItem]) -> Zeroizing<Vec<u8>> {
     let doc = RosterDoc {
-        version: FORMAT_VERSION,
         roster_version: version.to_owned(),
         items: items
             .iter()
@@ -292,16 +305,12 @@ pub fn encode_roster(version: &str, items: &[RosterItem]) -> Zeroizing<Vec<u8>> 
             })
             .collect(),
     };
-    to_zeroizing_json(&doc, 1024 + items.len() * 128)
+    to_zeroizing_document(&doc, 1024 + items.len() * 64)
 }
 
 /// Reads a roster document.
 pub fn decode_roster(bytes: &[u8]) -> Result<(String, Vec<RosterItem>), KeepError> {
-    let doc: RosterDoc =
-        serde_json::from_slice(bytes).map_err(|_| KeepError::Damaged("the saved roster"))?;
-    if doc.version > FORMAT_VERSION {
-        return Err(KeepError::Damaged("a roster saved by a newer version"));
-    }
+    let doc: RosterDoc = from_document(bytes, "the saved roster")?;
     let items = doc
         .items
         .into_iter()
@@ -335,7 +344,6 @@ pub fn encode_history(conversations: &[(BareJid, Vec<Message>)]) -> Zeroizing<Ve
     order.truncate(MAX_SAVED_CONVERSATIONS);
     let mut estimate = 1024;
     let mut doc = HistoryDoc {
-        version: FORMAT_VERSION,
         conversations: order
             .into_iter()
             .map(|(peer, messages)| SavedConversation {
@@ -363,7 +371,7 @@ pub fn encode_history(conversations: &[(BareJid, Vec<Message>)]) -> Zeroizing<Ve
             })
             .collect(),
     };
-    let out = to_zeroizing_json(&doc, estimate * 2);
+    let out = to_zeroizing_document(&doc, estimate);
     wipe(&mut doc);
     out
 }
@@ -380,12 +388,7 @@ fn wipe(doc: &mut HistoryDoc) {
 
 /// Reads a history document (bounded as written; more is ignored).
 pub fn decode_history(bytes: &[u8]) -> Result<Vec<(BareJid, Vec<Message>)>, KeepError> {
-    let mut doc: HistoryDoc =
-        serde_json::from_slice(bytes).map_err(|_| KeepError::Damaged("the saved history"))?;
-    if doc.version > FORMAT_VERSION {
-        wipe(&mut doc);
-        return Err(KeepError::Damaged("a history saved by a newer version"));
-    }
+    let mut doc: HistoryDoc = from_document(bytes, "the saved history")?;
     let mut out = Vec::new();
     for conversation in doc.conversations.iter().take(MAX_SAVED_CONVERSATIONS) {
         let Ok(peer) = conversation.peer.parse::<BareJid>() else {
@@ -493,7 +496,17 @@ mod tests {
         assert_eq!(back[1].1.len(), MAX_SAVED_MESSAGES);
         assert_eq!(back[1].1[0].body, "m10", "the oldest are dropped");
         assert!(decode_history(b"{").is_err());
-        assert!(decode_history(b"{\"version\":9,\"conversations\":[]}").is_err());
+        assert!(decode_history(b"{\"version\":1,\"conversations\":[]}").is_err());
+        assert!(decode_history(&doc[..doc.len() - 1]).is_err(), "truncated");
+        let mut longer = doc.to_vec();
+        longer.push(0);
+        assert!(decode_history(&longer).is_err(), "data after the end");
+        let mut future = doc.to_vec();
+        future[0] = FORMAT_VERSION + 1;
+        assert_eq!(
+            decode_history(&future).err(),
+            Some(KeepError::Damaged("saved by a newer version of Sotto"))
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! while RFC 3454's own tables fit in about 12 KB ([`super::tables`]) and the browser already
 //! carries a complete NFKC in `String.prototype.normalize`. Native builds normalise with the
 //! `unicode-normalization` crate. Both follow the current Unicode version, as the crate does;
-//! the tables are Unicode 3.2's, as RFC 3454 and the servers' libidn are. Every code point gives
-//! the same result as the `stringprep` crate (tested below).
+//! the tables are Unicode 3.2's, as RFC 3454 and the servers' libidn are. Code points Unicode 3.2
+//! does not assign are refused before normalising, so only characters whose NFKC has been stable
+//! since then reach it. Every code point gives the same result as the `stringprep` crate, except
+//! that the crate lets some unassigned ones through (tested below).
 //!
 //! Strings are treated as stored strings: code points Unicode 3.2 does not assign are refused.
 
@@ -90,6 +92,12 @@ fn prepare(s: &str, profile: Profile) -> Result<Cow<'_, str>, PrepError> {
         } else {
             mapped.push(c);
         }
+    }
+    // Unicode 3.2 is the version RFC 3454 normalises in; a character it does not assign must not
+    // reach today's NFKC, which would turn some (Ϲ U+03F9, ᴬ U+1D2C …) into assigned characters
+    // that are not even case-folded. The servers' libidn, on Unicode 3.2, leaves them unassigned.
+    if mapped.chars().any(|c| in_ranges(UNASSIGNED, c)) {
+        return Err(PrepError::Unassigned);
     }
     let normalized = nfkc(&mapped);
 
@@ -204,8 +212,20 @@ mod tests {
 
     fn same(name: &str, ours: Ours, theirs: Theirs, s: &str) -> Result<(), String> {
         let a = ours(s).ok().map(Cow::into_owned);
+        // Prepared is final: preparing again changes nothing (JIDs from the server are prepared
+        // again when parsed, and must keep comparing equal).
+        if let Some(prepared) = &a {
+            let again = ours(prepared).ok().map(Cow::into_owned);
+            if again.as_ref() != Some(prepared) {
+                return Err(format!(
+                    "{name}({s:?}) = {prepared:?} prepares again to {again:?}"
+                ));
+            }
+        }
         let b = theirs(s).ok().map(Cow::into_owned);
-        if a == b {
+        // The crate lets characters Unicode 3.2 does not assign through today's NFKC; we refuse.
+        let refused_unassigned = a.is_none() && s.chars().any(|c| in_ranges(UNASSIGNED, c));
+        if a == b || refused_unassigned {
             Ok(())
         } else {
             Err(format!(
@@ -216,7 +236,8 @@ mod tests {
     }
 
     /// Every code point alone, and inside text (a lone combining mark or bidi character behaves
-    /// differently at the edges), through all four profiles, against the `stringprep` crate.
+    /// differently at the edges), through all four profiles, against the `stringprep` crate —
+    /// except where the crate accepts a code point Unicode 3.2 does not assign.
     #[test]
     fn every_code_point_matches_the_stringprep_crate() {
         let mut differences = Vec::new();
@@ -269,6 +290,7 @@ mod tests {
             "fullwidth solidus is /"
         );
         assert_eq!(resourceprep("\u{221}"), Err(PrepError::Unassigned));
+        assert_eq!(nodeprep("\u{3f9}"), Err(PrepError::Unassigned), "NFKC would make it Σ");
         assert_eq!(nodeprep("\u{5d0}\u{5d1}").unwrap(), "\u{5d0}\u{5d1}");
         assert_eq!(nodeprep("\u{5d0}a\u{5d1}"), Err(PrepError::Bidi));
     }

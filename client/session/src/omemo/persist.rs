@@ -7,15 +7,14 @@
 //! encrypts it before it touches storage (the web app seals it with `sotto-vault`; the CLI keeps
 //! it in a 0600 file in a 0700 directory).
 //!
-//! The encoding is JSON (`serde_json`, already in the web app's dependency tree, and readable
-//! by a person debugging their own CLI store). Version 1 is the CLI's original layout, so stores
-//! written before this module existed load unchanged:
+//! The encoding is [postcard](https://postcard.jamesmunns.com/wire-format) (compact binary:
+//! about a third of the JSON it replaced, and the web app needs no JSON parser for it) after
+//! one byte that names the format version:
 //!
-//! ```json
-//! {"version":1,"jid":"alice@example.org","device_id":123,"account":{…},
-//!  "devices":[{"jid":"bob@example.org","device":456,"identity":[5,…],"trust":"blind",
-//!              "session":{…}}]}
-//! ```
+//! - `2`: postcard of `{jid, device_id, account, devices}`;
+//! - `{`: version 1, JSON — what the CLI wrote before. Native builds still read it, so CLI
+//!   stores keep working (and are rewritten as version 2 at the next save); the web app, which
+//!   only ever stored version 1 in pre-release builds, reports it as a format it cannot read.
 
 use crate::jid::BareJid;
 use rand_core::{CryptoRng, RngCore};
@@ -26,8 +25,8 @@ use zeroize::Zeroizing;
 
 use super::{ImportError, Omemo, StoredDevice, Trust, MAX_TRUST_RECORDS};
 
-/// The version [`Omemo::save`] writes.
-pub const STATE_VERSION: u32 = 1;
+/// The version [`Omemo::save`] writes (its first byte).
+pub const STATE_VERSION: u8 = 2;
 
 /// The largest document [`Omemo::restore`] parses (every cache full: 4096 sessions of a few
 /// KiB each). Anything larger is refused before parsing.
@@ -46,6 +45,11 @@ pub enum RestoreError {
     /// Written by a newer version of Sotto.
     #[error("the saved OMEMO state has version {0}, newer than this program understands")]
     UnsupportedVersion(u32),
+    /// Written as JSON by an earlier version, which this build does not read (the web app).
+    #[error(
+        "the saved OMEMO state comes from an earlier version of Sotto and cannot be read here"
+    )]
+    OldFormat,
     /// It belongs to another account.
     #[error("the saved OMEMO state belongs to another account")]
     OtherAccount,
@@ -59,17 +63,10 @@ pub enum RestoreError {
 
 #[derive(Serialize, Deserialize)]
 struct State {
-    /// Absent in stores written before the field existed: version 1.
-    #[serde(default = "first_version")]
-    version: u32,
     jid: String,
     device_id: u32,
     account: AccountPickle,
     devices: Vec<Device>,
-}
-
-fn first_version() -> u32 {
-    1
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,21 +125,18 @@ impl Omemo {
                 session: d.session,
             })
             .collect();
-        let estimate = 64 * 1024 + devices.len().saturating_mul(16 * 1024);
+        let estimate = 16 * 1024 + devices.len().saturating_mul(4 * 1024);
         let state = State {
-            version: STATE_VERSION,
             jid: self.own.to_string(),
             device_id: self.device_id,
             account: self.account.pickle(),
             devices,
         };
-        let mut out = Zeroizing::new(Vec::with_capacity(estimate));
+        let mut buffer = Vec::with_capacity(estimate);
+        buffer.push(STATE_VERSION);
         // Serialising plain data into a Vec cannot fail; an empty document would fail to
         // restore, which is the safe outcome should it ever happen.
-        if serde_json::to_writer(&mut *out, &state).is_err() {
-            out.clear();
-        }
-        out
+        Zeroizing::new(postcard::to_extend(&state, buffer).unwrap_or_default())
     }
 
     /// Restores the device [`Omemo::save`] saved for `own`. The manager starts unpublished
@@ -155,11 +149,7 @@ impl Omemo {
         if saved.len() > MAX_STATE_BYTES {
             return Err(RestoreError::TooLarge);
         }
-        let state: State = serde_json::from_slice(saved)
-            .map_err(|e| RestoreError::Malformed(e.classify_name()))?;
-        if state.version > STATE_VERSION {
-            return Err(RestoreError::UnsupportedVersion(state.version));
-        }
+        let state = decode(saved)?;
         if state.jid != own.to_string() {
             return Err(RestoreError::OtherAccount);
         }
@@ -195,21 +185,72 @@ impl Omemo {
     }
 }
 
-/// A short, content-free name for a JSON error (its position and kind, never the input).
-trait Classify {
-    fn classify_name(&self) -> String;
+fn decode(saved: &[u8]) -> Result<State, RestoreError> {
+    match saved.split_first() {
+        Some((&version, rest)) if version == STATE_VERSION => {
+            let (state, unread) = postcard::take_from_bytes::<State>(rest)
+                .map_err(|e| RestoreError::Malformed(content_free(&e)))?;
+            if !unread.is_empty() {
+                return Err(RestoreError::Malformed("data after the end".into()));
+            }
+            Ok(state)
+        }
+        Some((b'{', _)) => decode_json(saved),
+        Some((&version, _)) if version > STATE_VERSION && version < b' ' => {
+            Err(RestoreError::UnsupportedVersion(version.into()))
+        }
+        _ => Err(RestoreError::Malformed("not a saved OMEMO state".into())),
+    }
 }
 
-impl Classify for serde_json::Error {
-    fn classify_name(&self) -> String {
-        let kind = match self.classify() {
+/// A short, content-free description of a decoding error (its kind, never the input).
+fn content_free(e: &postcard::Error) -> String {
+    match e {
+        postcard::Error::DeserializeUnexpectedEnd => "truncated".into(),
+        _ => "unexpected content".into(),
+    }
+}
+
+/// Version 1: the CLI's JSON, `{"version":1,"jid":…,"device_id":…,"account":…,"devices":[…]}`
+/// (`version` absent in the oldest stores).
+#[cfg(not(target_arch = "wasm32"))]
+fn decode_json(saved: &[u8]) -> Result<State, RestoreError> {
+    #[derive(Deserialize)]
+    struct StateV1 {
+        #[serde(default = "first_version")]
+        version: u32,
+        jid: String,
+        device_id: u32,
+        account: AccountPickle,
+        devices: Vec<Device>,
+    }
+    fn first_version() -> u32 {
+        1
+    }
+    let state: StateV1 = serde_json::from_slice(saved).map_err(|e| {
+        let kind = match e.classify() {
             serde_json::error::Category::Io => "read error",
             serde_json::error::Category::Syntax => "not JSON",
             serde_json::error::Category::Data => "unexpected content",
             serde_json::error::Category::Eof => "truncated",
         };
-        format!("{kind} at line {} column {}", self.line(), self.column())
+        RestoreError::Malformed(format!("{kind} at line {} column {}", e.line(), e.column()))
+    })?;
+    if state.version != 1 {
+        return Err(RestoreError::UnsupportedVersion(state.version));
     }
+    Ok(State {
+        jid: state.jid,
+        device_id: state.device_id,
+        account: state.account,
+        devices: state.devices,
+    })
+}
+
+/// The web app never reads JSON (see the module documentation).
+#[cfg(target_arch = "wasm32")]
+fn decode_json(_saved: &[u8]) -> Result<State, RestoreError> {
+    Err(RestoreError::OldFormat)
 }
 
 #[cfg(test)]
@@ -253,39 +294,98 @@ mod tests {
         let mut rng = ChaCha20Rng::from_seed([2; 32]);
         let alice = Omemo::new(jid("alice@example.org"), &mut rng);
         let saved = alice.save();
+        assert_eq!(saved[0], STATE_VERSION);
         assert_eq!(
             Omemo::restore(jid("mallory@example.org"), &saved, &mut rng).err(),
             Some(RestoreError::OtherAccount)
         );
+        for garbage in [
+            &b""[..],
+            b"\x02",
+            b"\x02\xff\xff\xff\xff\xff\xff",
+            b"hello",
+            b"{\"jid\":",
+        ] {
+            assert!(
+                matches!(
+                    Omemo::restore(jid("alice@example.org"), garbage, &mut rng).err(),
+                    Some(RestoreError::Malformed(_))
+                ),
+                "{garbage:?}"
+            );
+        }
+        for cut in [1, saved.len() / 2, saved.len() - 1] {
+            assert!(matches!(
+                Omemo::restore(jid("alice@example.org"), &saved[..cut], &mut rng).err(),
+                Some(RestoreError::Malformed(_))
+            ));
+        }
+        let mut longer = saved.to_vec();
+        longer.push(0);
         assert!(matches!(
-            Omemo::restore(jid("alice@example.org"), b"{\"jid\":", &mut rng).err(),
+            Omemo::restore(jid("alice@example.org"), &longer, &mut rng).err(),
             Some(RestoreError::Malformed(_))
         ));
-        let truncated = &saved[..saved.len() / 2];
-        assert!(matches!(
-            Omemo::restore(jid("alice@example.org"), truncated, &mut rng).err(),
-            Some(RestoreError::Malformed(_))
-        ));
-        let text = String::from_utf8(saved.to_vec()).expect("utf-8");
-        let future = text.replacen("\"version\":1", "\"version\":99", 1);
+        let mut future = saved.to_vec();
+        future[0] = 3;
         assert_eq!(
-            Omemo::restore(jid("alice@example.org"), future.as_bytes(), &mut rng).err(),
+            Omemo::restore(jid("alice@example.org"), &future, &mut rng).err(),
+            Some(RestoreError::UnsupportedVersion(3))
+        );
+    }
+
+    /// CLI stores of version 1 (JSON) still load, with or without their version field, and are
+    /// written back as version 2.
+    #[test]
+    fn reads_version_1_json() {
+        let mut rng = ChaCha20Rng::from_seed([4; 32]);
+        let alice = Omemo::new(jid("alice@example.org"), &mut rng);
+        let document = |version: Option<u32>| {
+            let mut v1 = serde_json::json!({
+                "jid": "alice@example.org",
+                "device_id": alice.device_id(),
+                "account": alice.account().pickle(),
+                "devices": [],
+            });
+            if let Some(version) = version {
+                v1["version"] = version.into();
+            }
+            v1.to_string()
+        };
+        let restored = Omemo::restore(
+            jid("alice@example.org"),
+            document(Some(1)).as_bytes(),
+            &mut rng,
+        )
+        .expect("version 1");
+        assert_eq!(restored.fingerprint(), alice.fingerprint());
+        assert_eq!(*restored.save(), *alice.save());
+        assert!(Omemo::restore(
+            jid("alice@example.org"),
+            document(None).as_bytes(),
+            &mut rng
+        )
+        .is_ok());
+        assert_eq!(
+            Omemo::restore(
+                jid("alice@example.org"),
+                document(Some(99)).as_bytes(),
+                &mut rng
+            )
+            .err(),
             Some(RestoreError::UnsupportedVersion(99))
         );
-        // Stores written before the version field existed are version 1.
-        let old = text.replacen("\"version\":1,", "", 1);
-        assert!(Omemo::restore(jid("alice@example.org"), old.as_bytes(), &mut rng).is_ok());
     }
 
     #[test]
     fn error_messages_never_quote_the_input() {
         let mut rng = ChaCha20Rng::from_seed([3; 32]);
-        let err = Omemo::restore(
-            jid("alice@example.org"),
-            b"{\"jid\":\"secret-text-here\",\"device_id\":\"x\"}",
-            &mut rng,
-        )
-        .expect_err("error");
-        assert!(!err.to_string().contains("secret-text-here"), "{err}");
+        for input in [
+            &b"{\"jid\":\"secret-text-here\",\"device_id\":\"x\"}"[..],
+            b"\x02\x10secret-text-here",
+        ] {
+            let err = Omemo::restore(jid("alice@example.org"), input, &mut rng).expect_err("error");
+            assert!(!err.to_string().contains("secret-text-here"), "{err}");
+        }
     }
 }
