@@ -290,7 +290,11 @@ mod tests {
             "fullwidth solidus is /"
         );
         assert_eq!(resourceprep("\u{221}"), Err(PrepError::Unassigned));
-        assert_eq!(nodeprep("\u{3f9}"), Err(PrepError::Unassigned), "NFKC would make it Σ");
+        assert_eq!(
+            nodeprep("\u{3f9}"),
+            Err(PrepError::Unassigned),
+            "NFKC would make it Σ"
+        );
         assert_eq!(nodeprep("\u{5d0}\u{5d1}").unwrap(), "\u{5d0}\u{5d1}");
         assert_eq!(nodeprep("\u{5d0}a\u{5d1}"), Err(PrepError::Bidi));
     }
