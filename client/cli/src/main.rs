@@ -36,7 +36,8 @@ Commands:
                                  OMEMO ones decrypted where this device can (one it already
                                  read live reports an \"error\": its keys are used up)
 
---store DIR keeps this device's OMEMO identity (DIR/omemo.json, mode 0600); without it every
+--store DIR keeps this device's OMEMO identity (DIR/omemo.device, mode 0600; an omemo.json of
+earlier versions is read and replaced); without it every
 run is a new OMEMO device. It also keeps the sessions and the trust in contacts' devices.
 --temporary makes this run's OMEMO device temporary: recorded (sealed with the password) in a
 private PEP node before it is published, removed from the device list with its bundle when the
@@ -352,21 +353,31 @@ async fn wait_roster(client: &mut Client) -> Result<Vec<sotto_session::RosterIte
     }
 }
 
-const STORE_FILE: &str = "omemo.json";
+const STORE_FILE: &str = "omemo.device";
+/// Where versions before the postcard document kept it (JSON, version 1): read when
+/// `STORE_FILE` is absent, and removed once `STORE_FILE` is written, so that no stale copy of
+/// the keys stays behind.
+const LEGACY_STORE_FILE: &str = "omemo.json";
 
 fn load_omemo(options: &Options) -> Result<Omemo, Failure> {
     let mut rng = rand::rngs::OsRng;
     let Some(dir) = &options.store else {
         return Ok(Omemo::new(options.jid.clone(), &mut rng));
     };
-    let path = dir.join(STORE_FILE);
     // It holds the device's private keys: wiped from memory once parsed.
-    let saved = match std::fs::read(&path) {
-        Ok(bytes) => zeroize::Zeroizing::new(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Omemo::new(options.jid.clone(), &mut rng))
+    let mut found = None;
+    for path in [dir.join(STORE_FILE), dir.join(LEGACY_STORE_FILE)] {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                found = Some((path, zeroize::Zeroizing::new(bytes)));
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure(EXIT_FAILURE, format!("cannot read {path:?}: {e}"))),
         }
-        Err(e) => return Err(Failure(EXIT_FAILURE, format!("cannot read {path:?}: {e}"))),
+    }
+    let Some((path, saved)) = found else {
+        return Ok(Omemo::new(options.jid.clone(), &mut rng));
     };
     Omemo::restore(options.jid.clone(), &saved, &mut rng)
         .map_err(|e| Failure(EXIT_FAILURE, format!("{path:?}: {e}")))
@@ -404,7 +415,11 @@ fn save_omemo(options: &Options, omemo: &Omemo) -> Result<(), Failure> {
         .map_err(fail)?;
     file.write_all(&saved).map_err(fail)?;
     file.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, dir.join(STORE_FILE)).map_err(fail)
+    std::fs::rename(&tmp, dir.join(STORE_FILE)).map_err(fail)?;
+    match std::fs::remove_file(dir.join(LEGACY_STORE_FILE)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(fail(e)),
+        _ => Ok(()),
+    }
 }
 
 enum Out {
@@ -783,4 +798,48 @@ impl E2e {
 
 fn own_jid(omemo: &Omemo) -> BareJid {
     omemo.own_jid().clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store of an earlier version (`omemo.json`, JSON) is read, and replaced by `omemo.device`
+    /// at the next save: the same device, and no stale copy of its keys left behind.
+    #[test]
+    fn legacy_json_store_is_read_and_replaced() {
+        let dir = std::env::temp_dir().join(format!("sotto-cli-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let jid: BareJid = "alice@example.org".parse().expect("jid");
+        let old = Omemo::new(jid.clone(), &mut rand::rngs::OsRng);
+        let v1 = serde_json::json!({
+            "version": 1,
+            "jid": "alice@example.org",
+            "device_id": old.device_id(),
+            "account": old.account().pickle(),
+            "devices": [],
+        });
+        std::fs::write(dir.join(LEGACY_STORE_FILE), v1.to_string()).expect("write");
+        let options = Options {
+            service: String::new(),
+            jid,
+            ca: None,
+            store: Some(dir.clone()),
+            resource: None,
+            temporary: false,
+            command: Vec::new(),
+        };
+        let loaded = load_omemo(&options).unwrap_or_else(|e| panic!("load: {}", e.1));
+        assert_eq!(loaded.fingerprint(), old.fingerprint());
+        save_omemo(&options, &loaded).unwrap_or_else(|e| panic!("save: {}", e.1));
+        assert!(dir.join(STORE_FILE).is_file());
+        assert!(
+            !dir.join(LEGACY_STORE_FILE).exists(),
+            "the JSON copy is removed"
+        );
+        let again = load_omemo(&options).unwrap_or_else(|e| panic!("reload: {}", e.1));
+        assert_eq!(again.device_id(), old.device_id());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -284,7 +284,7 @@ async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
         .unwrap_or_default()
         .to_owned();
     assert_eq!(fingerprint.split(' ').count(), 8, "{fingerprint}");
-    let mode = std::fs::metadata(bob_store.join("omemo.json"))?
+    let mode = std::fs::metadata(bob_store.join("omemo.device"))?
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -368,8 +368,11 @@ async fn omemo_send_listen_devices_fingerprints() -> Result<()> {
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(received[0]["body"], "second secret round", "{received:?}");
     assert_eq!(received[0]["encrypted"], true);
-    let stored = std::fs::read_to_string(bob_store.join("omemo.json"))?;
-    assert!(stored.contains("\"alice@localhost\""), "{stored}");
+    let stored = std::fs::read(bob_store.join("omemo.device"))?;
+    assert!(
+        stored.windows(15).any(|w| w == b"alice@localhost"),
+        "bob's store keeps alice's device"
+    );
     let out = run({
         let mut c = with_store("bob@localhost", "bob-pass", &bob_store);
         c.args(["devices", "alice@localhost"]);
