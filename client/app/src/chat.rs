@@ -3,10 +3,11 @@
 
 use std::rc::Rc;
 
-use sotto_session::{BareJid, Direction};
+use sotto_session::Direction;
 use web_sys::{HtmlElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
+use crate::steps::use_rows_in_steps;
 use crate::store::{DeliveryState, Lock, Message, PlaintextPrompt, Store};
 use crate::{availability_words, text, Action};
 
@@ -46,8 +47,6 @@ pub fn chat_view(props: &Props) -> Html {
     let store = &props.store;
     let log = use_node_ref();
     let confirm_remove = use_state(|| false);
-    // How many of the newest messages of which conversation are on screen.
-    let shown = use_state(|| (None::<BareJid>, FIRST_MESSAGES));
     let active = store.active.clone();
     // Whether the reader is at the newest message: then the view stays there whatever renders
     // (new messages, the typing line, rows whose real height replaces the estimate of
@@ -93,29 +92,11 @@ pub fn chat_view(props: &Props) -> Html {
         use_effect_with(active.clone(), move |_| confirm_remove.set(false));
     }
     // A long conversation opens with its newest messages and grows upwards, a step per task.
-    let rows = match (&*shown, &active) {
-        ((Some(shown_peer), rows), Some(peer)) if shown_peer == peer => *rows,
-        _ => FIRST_MESSAGES,
-    };
-    {
-        let shown = shown.clone();
-        let total = active
-            .as_ref()
-            .and_then(|peer| store.conversation(peer))
-            .map_or(0, |c| c.messages.len());
-        use_effect_with((active.clone(), total, rows), move |(peer, total, rows)| {
-            // Once all are shown, `usize::MAX`: new messages then never push the oldest out.
-            let (peer, rows, total) = (peer.clone(), *rows, *total);
-            let more = (rows != usize::MAX).then(|| {
-                gloo_timers::callback::Timeout::new(0, move || {
-                    let next = rows + MORE_MESSAGES;
-                    shown.set((peer, if next >= total { usize::MAX } else { next }));
-                })
-            });
-            // Dropping a Timeout cancels it: a newer render schedules its own step.
-            move || drop(more)
-        });
-    }
+    let total = active
+        .as_ref()
+        .and_then(|peer| store.conversation(peer))
+        .map_or(0, |c| c.messages.len());
+    let rows = use_rows_in_steps(active.clone(), total, FIRST_MESSAGES, MORE_MESSAGES);
     let Some(peer) = active else {
         return html! {
             <section class="chat chat-empty" aria-label={ text::CHAT_EMPTY_TITLE }>
@@ -280,17 +261,19 @@ pub fn chat_view(props: &Props) -> Html {
                 onscroll={on_scroll} onwheel={on_wheel} ontouchmove={on_touch} onkeydown={on_key}
                 onpointerdown={on_pointer.clone()} onpointermove={on_pointer}>
                 <li class="history">
-                    if !complete {
-                    } else if history.loading.is_some() {
-                        <span class="history-loading" data-testid="history-loading" role="status">
-                            <span class="spinner" aria-hidden="true"></span>
-                            { text::HISTORY_LOADING }
-                        </span>
-                    } else if !history.complete {
-                        <button type="button" class="button subtle" data-testid="history-load"
-                            onclick={load_earlier}>{ text::HISTORY_LOAD }</button>
-                    } else if !messages.is_empty() {
-                        <span class="history-start" data-testid="history-start">{ text::HISTORY_START }</span>
+                    // Only above the oldest message: not while older ones are still being shown.
+                    if complete {
+                        if history.loading.is_some() {
+                            <span class="history-loading" data-testid="history-loading" role="status">
+                                <span class="spinner" aria-hidden="true"></span>
+                                { text::HISTORY_LOADING }
+                            </span>
+                        } else if !history.complete {
+                            <button type="button" class="button subtle" data-testid="history-load"
+                                onclick={load_earlier}>{ text::HISTORY_LOAD }</button>
+                        } else if !messages.is_empty() {
+                            <span class="history-start" data-testid="history-start">{ text::HISTORY_START }</span>
+                        }
                     }
                 </li>
                 if messages.is_empty() && history.loading.is_none() {

@@ -7,6 +7,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use crate::login::parse_bare_jid;
+use crate::steps::use_rows_in_steps;
 use crate::store::{Contact, Store};
 use crate::{availability_words, text, Action};
 
@@ -35,31 +36,14 @@ const MORE_ROWS: usize = 250;
 #[function_component(Sidebar)]
 pub fn sidebar(props: &Props) -> Html {
     let query = use_state(String::new);
-    let shown = use_state(|| FIRST_ROWS);
     let store = &props.store;
     let on_search = {
         let query = query.clone();
-        let shown = shown.clone();
-        Callback::from(move |e: InputEvent| {
-            query.set(input_value(&e));
-            shown.set(FIRST_ROWS);
-        })
+        Callback::from(move |e: InputEvent| query.set(input_value(&e)))
     };
     let contacts = store.sorted_contacts(&query);
-    {
-        let shown = shown.clone();
-        use_effect_with((contacts.len(), *shown), move |&(total, rows)| {
-            // Once all are shown, `usize::MAX`: a new contact then never pushes the last out.
-            let more = (rows != usize::MAX).then(|| {
-                gloo_timers::callback::Timeout::new(0, move || {
-                    let next = rows + MORE_ROWS;
-                    shown.set(if next >= total { usize::MAX } else { next });
-                })
-            });
-            // Dropping a Timeout cancels it: a newer render schedules its own step.
-            move || drop(more)
-        });
-    }
+    // Each search starts again with a first screenful.
+    let rows = use_rows_in_steps((*query).clone(), contacts.len(), FIRST_ROWS, MORE_ROWS);
     let list = if contacts.is_empty() {
         let empty = if store.contacts.is_empty() {
             text::CONTACTS_EMPTY
@@ -70,7 +54,7 @@ pub fn sidebar(props: &Props) -> Html {
     } else {
         html! {
             <ul class="contacts" aria-labelledby="contacts-heading">
-                { for contacts.iter().take(*shown).map(|c| html! {
+                { for contacts.iter().take(rows).map(|c| html! {
                     <ContactRow key={ c.jid.to_string() } contact={ (*c).clone() }
                         active={ store.active.as_ref() == Some(&c.jid) }
                         blocked={ store.blocked.contains(&c.jid) } on_action={ props.on_action.clone() } />

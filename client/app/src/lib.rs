@@ -24,6 +24,7 @@ mod kiosk;
 mod links;
 mod login;
 pub mod persist;
+mod steps;
 pub mod store;
 mod text;
 mod trust;
