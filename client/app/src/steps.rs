@@ -6,8 +6,9 @@ use gloo_timers::callback::Timeout;
 use yew::prelude::*;
 
 /// How many rows of a list of `total` to show now: `first` when the list is new (a different
-/// `key`: another conversation, another search), then `step` more in each following task.
-/// Once all are shown it stays "all" (`usize::MAX`), so rows added later never push others out.
+/// `key`: another conversation, another search), then `step` more in each following task while
+/// some are missing — also when many arrive at once later (a roster after sign-in). The last
+/// step leaves room above `total`, so that a row added later shows at once.
 #[hook]
 pub fn use_rows_in_steps<K>(key: K, total: usize, first: usize, step: usize) -> usize
 where
@@ -18,13 +19,9 @@ where
     {
         let shown = shown.clone();
         use_effect_with((key, total, rows), move |(key, total, rows)| {
-            let (key, total, rows) = (key.clone(), *total, *rows);
-            let more = (rows != usize::MAX).then(|| {
-                Timeout::new(0, move || {
-                    let next = rows.saturating_add(step);
-                    shown.set((key, if next >= total { usize::MAX } else { next }));
-                })
-            });
+            let (key, rows) = (key.clone(), *rows);
+            let more = (rows < *total)
+                .then(|| Timeout::new(0, move || shown.set((key, rows.saturating_add(step)))));
             // Dropping a Timeout cancels it: a newer render schedules its own step.
             move || drop(more)
         });
