@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use sotto_session::Subscription;
+use sotto_session::{BareJid, Subscription};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -41,7 +41,25 @@ pub fn sidebar(props: &Props) -> Html {
         let query = query.clone();
         Callback::from(move |e: InputEvent| query.set(input_value(&e)))
     };
-    let contacts = store.sorted_contacts(&query);
+    // Sorting and searching a big roster is redone only when its entries or the search change,
+    // not for every presence or unread count.
+    let order = {
+        let store = store.clone();
+        use_memo(
+            (store.roster_revision(), (*query).clone()),
+            move |(_, query)| -> Vec<BareJid> {
+                store
+                    .sorted_contacts(query)
+                    .into_iter()
+                    .map(|c| c.jid.clone())
+                    .collect()
+            },
+        )
+    };
+    let contacts: Vec<&Contact> = order
+        .iter()
+        .filter_map(|jid| store.contacts.get(jid))
+        .collect();
     // Each search starts again with a first screenful.
     let rows = use_rows_in_steps((*query).clone(), contacts.len(), FIRST_ROWS, MORE_ROWS);
     let list = if contacts.is_empty() {

@@ -303,6 +303,9 @@ pub struct Store {
     last_seq: u64,
     /// Bumped whenever a conversation's messages change (what personal mode saves).
     messages_rev: u64,
+    /// Bumped whenever the roster's entries change (not their presence or unread counts):
+    /// the contact list's order and search results depend only on this.
+    roster_rev: u64,
     /// Desktop notifications.
     pub notify: NotifyMode,
     /// The browser refused permission for notifications.
@@ -352,6 +355,12 @@ impl Store {
     pub fn set_connection(&mut self, connection: Connection) {
         self.connection = Some(connection);
         self.touch();
+    }
+
+    /// A revision of the roster's entries (names, addresses, membership): it changes whenever
+    /// the order or the search results of [`Store::sorted_contacts`] may.
+    pub fn roster_revision(&self) -> u64 {
+        self.roster_rev
     }
 
     /// The roster sorted by name (case-insensitive), then address; filtered by `query`.
@@ -710,6 +719,7 @@ impl Store {
                 }
             }
             Event::Roster(items) => {
+                self.roster_rev = self.roster_rev.wrapping_add(1);
                 let old = std::mem::take(&mut self.contacts);
                 for item in items {
                     let mut contact = Contact::new(item);
@@ -720,17 +730,21 @@ impl Store {
                     self.contacts.insert(contact.jid.clone(), contact);
                 }
             }
-            Event::RosterItemUpdated(item) => match self.contacts.get_mut(&item.jid) {
-                Some(contact) => {
-                    contact.name = item.name;
-                    contact.subscription = item.subscription;
-                    contact.pending_out = item.pending_out;
+            Event::RosterItemUpdated(item) => {
+                self.roster_rev = self.roster_rev.wrapping_add(1);
+                match self.contacts.get_mut(&item.jid) {
+                    Some(contact) => {
+                        contact.name = item.name;
+                        contact.subscription = item.subscription;
+                        contact.pending_out = item.pending_out;
+                    }
+                    None => {
+                        self.contacts.insert(item.jid.clone(), Contact::new(item));
+                    }
                 }
-                None => {
-                    self.contacts.insert(item.jid.clone(), Contact::new(item));
-                }
-            },
+            }
             Event::RosterItemRemoved(jid) => {
+                self.roster_rev = self.roster_rev.wrapping_add(1);
                 self.contacts.remove(&jid);
             }
             Event::Presence {
@@ -965,6 +979,7 @@ impl Store {
     /// conversations (before anything else arrived). The archive adds what is missing when a
     /// conversation is opened; messages already here are not shown twice (same id).
     pub fn restore(&mut self, roster: Vec<RosterItem>, history: Vec<(BareJid, Vec<Message>)>) {
+        self.roster_rev = self.roster_rev.wrapping_add(1);
         for item in roster {
             self.contacts
                 .entry(item.jid.clone())
@@ -1056,6 +1071,24 @@ mod tests {
         assert_eq!(names, ["Anna", "bob@x", "carol"]);
         assert_eq!(store.sorted_contacts("ZED").len(), 1);
         assert_eq!(store.sorted_contacts("car").len(), 1);
+
+        // The order is cached by roster revision: presence leaves it, roster changes move it.
+        let revision = store.roster_revision();
+        store.apply(Event::Presence {
+            from: "bob@x/phone".parse().unwrap_or_else(|_| unreachable!()),
+            availability: Availability::Available,
+            status: None,
+        });
+        assert_eq!(store.roster_revision(), revision);
+        store.apply(Event::RosterItemUpdated(item(
+            "bob@x",
+            Some("Bea"),
+            Subscription::Both,
+        )));
+        assert_ne!(store.roster_revision(), revision);
+        let revision = store.roster_revision();
+        store.apply(Event::RosterItemRemoved(jid("carol@x")));
+        assert_ne!(store.roster_revision(), revision);
     }
 
     #[test]
