@@ -28,7 +28,7 @@ const READER_GESTURE_MS: f64 = 1500.0;
 /// `MORE_MESSAGES` at a time, each step in a task of its own, so that opening a long
 /// conversation never holds the page for long (the reader starts at the newest message anyway).
 const FIRST_MESSAGES: usize = 60;
-const MORE_MESSAGES: usize = 150;
+const MORE_MESSAGES: usize = 100;
 
 /// Marks the list as pinned to its newest message: only the end marker may then anchor the
 /// scroll position (static/style.css), so the browser itself keeps the bottom in view as rows

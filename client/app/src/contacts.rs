@@ -29,8 +29,8 @@ fn input_value(e: &InputEvent) -> String {
 /// How many rows the roster shows at first; the rest follow `MORE_ROWS` at a time, each step in
 /// a task of its own, so that a roster of thousands never holds the page for long (one step of
 /// rows costs about 25 ms in Chromium on a slow machine) and the first screenful comes at once.
-const FIRST_ROWS: usize = 100;
-const MORE_ROWS: usize = 250;
+const FIRST_ROWS: usize = 60;
+const MORE_ROWS: usize = 150;
 
 /// The sidebar.
 #[function_component(Sidebar)]
