@@ -4,6 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use rand_chacha::rand_core::SeedableRng as _;
+use rand_chacha::ChaCha20Rng;
 use sotto_vault::{PassphraseBox, Vault, WrappedKey};
 use std::sync::OnceLock;
 
@@ -11,33 +13,12 @@ use std::sync::OnceLock;
 fn fixture() -> &'static (Vault, Vec<u8>) {
     static FIXTURE: OnceLock<(Vault, Vec<u8>)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let mut rng = Counter(1);
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
         let (vault, _) = Vault::create(b"fuzz", sotto_vault::KdfParams::MINIMUM, &mut rng).unwrap();
         let sealed = vault.seal("record", b"plaintext", &mut rng).unwrap();
         (vault, sealed)
     })
 }
-
-struct Counter(u64);
-impl rand_core::RngCore for Counter {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        self.0
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for b in dest {
-            *b = self.next_u64() as u8;
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-impl rand_core::CryptoRng for Counter {}
 
 fuzz_target!(|data: &[u8]| {
     let (vault, sealed) = fixture();
