@@ -26,6 +26,7 @@ use std::rc::Rc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use sotto_session::document::{self, DocumentError};
 use sotto_session::{BareJid, Direction, RosterItem, Subscription};
 use sotto_vault::{KdfParams, Vault, VaultError, WrappedKey};
 use zeroize::Zeroizing;
@@ -267,27 +268,12 @@ fn subscription_name(s: Subscription) -> &'static str {
     }
 }
 
-/// The document: [`FORMAT_VERSION`], then `value` in postcard, in a buffer wiped on drop.
-fn to_zeroizing_document(value: &impl Serialize, estimate: usize) -> Zeroizing<Vec<u8>> {
-    let mut buffer = Vec::with_capacity(estimate);
-    buffer.push(FORMAT_VERSION);
-    // Serialising plain data into a Vec cannot fail; an empty document reads as damaged.
-    Zeroizing::new(postcard::to_extend(value, buffer).unwrap_or_default())
-}
-
-/// Reads a document `to_zeroizing_document` wrote; `what` names it in errors.
+/// Reads a roster or history document; `what` names it in errors.
 fn from_document<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, KeepError> {
-    match bytes.split_first() {
-        Some((&FORMAT_VERSION, rest)) => match postcard::take_from_bytes(rest) {
-            Ok((doc, [])) => Ok(doc),
-            _ => Err(KeepError::Damaged(what)),
-        },
-        Some((b'{', _)) => Err(KeepError::Damaged("saved by an earlier version of Sotto")),
-        Some((&version, _)) if version > FORMAT_VERSION && version < b' ' => {
-            Err(KeepError::Damaged("saved by a newer version of Sotto"))
-        }
-        _ => Err(KeepError::Damaged(what)),
-    }
+    document::decode(FORMAT_VERSION, bytes).map_err(|e| match e {
+        DocumentError::Earlier | DocumentError::Newer(_) => KeepError::Damaged(e.describe()),
+        DocumentError::Truncated | DocumentError::Malformed => KeepError::Damaged(what),
+    })
 }
 
 /// The roster document.
@@ -305,7 +291,7 @@ pub fn encode_roster(version: &str, items: &[RosterItem]) -> Zeroizing<Vec<u8>> 
             })
             .collect(),
     };
-    to_zeroizing_document(&doc, 1024 + items.len() * 64)
+    document::encode(FORMAT_VERSION, &doc, 1024 + items.len() * 64)
 }
 
 /// Reads a roster document.
@@ -371,7 +357,7 @@ pub fn encode_history(conversations: &[(BareJid, Vec<Message>)]) -> Zeroizing<Ve
             })
             .collect(),
     };
-    let out = to_zeroizing_document(&doc, estimate);
+    let out = document::encode(FORMAT_VERSION, &doc, estimate);
     wipe(&mut doc);
     out
 }

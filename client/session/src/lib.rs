@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod discovery;
+pub mod document;
 pub mod error;
 pub mod event;
 pub mod jid;

@@ -24,6 +24,7 @@ use sotto_omemo::session::{PickleError, SessionPickle};
 use zeroize::Zeroizing;
 
 use super::{ImportError, Omemo, StoredDevice, Trust, MAX_TRUST_RECORDS};
+use crate::document::{self, DocumentError};
 
 /// The version [`Omemo::save`] writes (its first byte).
 pub const STATE_VERSION: u8 = 2;
@@ -132,11 +133,7 @@ impl Omemo {
             account: self.account.pickle(),
             devices,
         };
-        let mut buffer = Vec::with_capacity(estimate);
-        buffer.push(STATE_VERSION);
-        // Serialising plain data into a Vec cannot fail; an empty document would fail to
-        // restore, which is the safe outcome should it ever happen.
-        Zeroizing::new(postcard::to_extend(&state, buffer).unwrap_or_default())
+        document::encode(STATE_VERSION, &state, estimate)
     }
 
     /// Restores the device [`Omemo::save`] saved for `own`. The manager starts unpublished
@@ -186,28 +183,11 @@ impl Omemo {
 }
 
 fn decode(saved: &[u8]) -> Result<State, RestoreError> {
-    match saved.split_first() {
-        Some((&version, rest)) if version == STATE_VERSION => {
-            let (state, unread) = postcard::take_from_bytes::<State>(rest)
-                .map_err(|e| RestoreError::Malformed(content_free(&e)))?;
-            if !unread.is_empty() {
-                return Err(RestoreError::Malformed("data after the end".into()));
-            }
-            Ok(state)
-        }
-        Some((b'{', _)) => decode_json(saved),
-        Some((&version, _)) if version > STATE_VERSION && version < b' ' => {
-            Err(RestoreError::UnsupportedVersion(version.into()))
-        }
-        _ => Err(RestoreError::Malformed("not a saved OMEMO state".into())),
-    }
-}
-
-/// A short, content-free description of a decoding error (its kind, never the input).
-fn content_free(e: &postcard::Error) -> String {
-    match e {
-        postcard::Error::DeserializeUnexpectedEnd => "truncated".into(),
-        _ => "unexpected content".into(),
+    match document::decode(STATE_VERSION, saved) {
+        Ok(state) => Ok(state),
+        Err(DocumentError::Earlier) => decode_json(saved),
+        Err(DocumentError::Newer(version)) => Err(RestoreError::UnsupportedVersion(version.into())),
+        Err(e) => Err(RestoreError::Malformed(e.describe().into())),
     }
 }
 
