@@ -25,30 +25,33 @@ const ROSTER_SIZE: usize = 1000;
 const FIRST_SCREENFUL: usize = 25;
 const HISTORY_SIZE: usize = 500;
 
-/// The gzip size of what a first visit downloads: index.html and the script, wasm and
-/// stylesheet it names (their pre-compressed `.gz` copies, as the bridge serves them).
-fn first_load_gzip(dist: &std::path::Path) -> Result<u64> {
+/// The gzip sizes of what a first visit downloads (index.html and the script, wasm and
+/// stylesheet it names: their pre-compressed `.gz` copies, as the bridge serves them) and of the
+/// messenger's module, fetched once the login form is used.
+fn download_gzip(dist: &std::path::Path) -> Result<(u64, u64)> {
     let index = std::fs::read_to_string(dist.join("index.html"))?;
-    let mut total = std::fs::metadata(dist.join("index.html.gz"))?.len();
+    let mut first_load = std::fs::metadata(dist.join("index.html.gz"))?.len();
+    let mut messenger = 0;
     let mut found = 0;
     for entry in std::fs::read_dir(dist)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".gz") else {
             continue;
         };
-        let named = index.contains(stem);
-        let wasm = stem.ends_with(".wasm");
-        if stem != "index.html" && (named || wasm) {
-            total += std::fs::metadata(dist.join(&name))?.len();
+        let size = std::fs::metadata(dist.join(&name))?.len();
+        if stem != "index.html" && index.contains(stem) {
+            first_load += size;
             found += 1;
+        } else if stem.starts_with("messenger-") && stem.ends_with(".wasm") {
+            messenger += size;
         }
     }
     ensure!(
-        found >= 3,
-        "expected script, wasm and stylesheet in {}",
+        found >= 3 && messenger > 0,
+        "expected script, wasm, stylesheet and the messenger's wasm in {}",
         dist.display()
     );
-    Ok(total)
+    Ok((first_load, messenger))
 }
 
 /// alice's roster in Prosody's file store: bob plus `n - 1` more contacts, written before
@@ -207,7 +210,7 @@ async fn keystrokes(b: &Browser, css: &str, text: &str) -> Result<(f64, f64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_app_measurements() -> Result<()> {
     let dist = dist_dir()?;
-    let gzip = first_load_gzip(&dist)?;
+    let (gzip, messenger_gzip) = download_gzip(&dist)?;
     let prosody = Prosody::for_test("browser-perf", &["alice", "bob"])?;
     write_roster(&prosody, ROSTER_SIZE)?;
     // The history arrives faster than the default per-session stanza rate allows.
@@ -223,8 +226,10 @@ async fn browser_app_measurements() -> Result<()> {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "first load (gzip): {gzip} bytes = {:.1} KiB",
-        gzip as f64 / 1024.0
+        "first load (gzip): {gzip} bytes = {:.1} KiB; the messenger's module, fetched once the \
+         login form is used: {messenger_gzip} bytes = {:.1} KiB",
+        gzip as f64 / 1024.0,
+        messenger_gzip as f64 / 1024.0
     );
 
     with_browser("browser_app_measurements", async |b: &Browser| {
@@ -266,6 +271,7 @@ async fn browser_app_measurements() -> Result<()> {
 
         // Sign in and render the 1,000-contact roster.
         let jid = b.wait_for_testid("login-jid", LOAD).await?;
+        let typing = js(b, "return performance.now();", vec![]).await?;
         jid.send_keys("alice@localhost").await?;
         b.wait_for_testid("login-password", LOAD)
             .await?
@@ -289,6 +295,24 @@ async fn browser_app_measurements() -> Result<()> {
         let roster = wait_perf(b, "roster", LOAD).await?;
         let online = wait_perf(b, "online", LOAD).await?;
         let t0 = wait_perf(b, "t0", LOAD).await?;
+        let messenger = js(
+            b,
+            "const e = performance.getEntriesByType('resource')\
+                 .find(e => e.name.includes('/messenger-')); \
+             return e ? [e.fetchStart, e.responseEnd, e.transferSize] : null;",
+            vec![],
+        )
+        .await?;
+        let field = |i: usize| messenger.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            report,
+            "messenger's module: typing began at {:.0} ms, fetched {:.0}–{:.0} ms ({:.0} bytes \
+             transferred), sign-in clicked at {t0:.0} ms",
+            typing.as_f64().unwrap_or(f64::NAN),
+            field(0),
+            field(1),
+            field(2)
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         // Signing in does the account's cryptography (SCRAM, OMEMO keys); the roster comes after.
         let tasks = take_long_task_list(b).await?;
@@ -415,6 +439,24 @@ async fn browser_app_measurements() -> Result<()> {
         .await?;
         let shown = wait_perf(b, "history", LOAD).await?;
         let t0 = wait_perf(b, "t0", LOAD).await?;
+        let messenger = js(
+            b,
+            "const e = performance.getEntriesByType('resource')\
+                 .find(e => e.name.includes('/messenger-')); \
+             return e ? [e.fetchStart, e.responseEnd, e.transferSize] : null;",
+            vec![],
+        )
+        .await?;
+        let field = |i: usize| messenger.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            report,
+            "messenger's module: typing began at {:.0} ms, fetched {:.0}–{:.0} ms ({:.0} bytes \
+             transferred), sign-in clicked at {t0:.0} ms",
+            typing.as_f64().unwrap_or(f64::NAN),
+            field(0),
+            field(1),
+            field(2)
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (max, _, n) = take_long_tasks(b).await?;
         let _ = writeln!(

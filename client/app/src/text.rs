@@ -46,6 +46,10 @@ pub fn idle_warning(secs_left: u32) -> String {
         "No activity: for your safety you will be signed out and everything wiped in {secs_left} s."
     )
 }
+/// The messenger's code could not be fetched after the login form was submitted (the server that
+/// served the page went away, or the connection dropped).
+pub const LOAD_FAILED: &str =
+    "The server cannot be reached, so Sotto could not finish loading. Check your connection and try again.";
 pub const SIGNED_OUT_WIPED: &str =
     "You are signed out. Nothing of your session is left in this browser.";
 pub const SIGNED_OUT_IDLE: &str =
