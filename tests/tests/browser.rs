@@ -134,27 +134,38 @@ async fn browser_login_screen_renders_under_production_csp() -> Result<()> {
 
 /// Subresource Integrity really guards the wasm: a site whose wasm differs by one byte from the
 /// one its bootstrap names must not start, and must say so.
-#[tokio::test(flavor = "multi_thread")]
-async fn browser_tampered_wasm_is_refused() -> Result<()> {
+/// A copy of the built site in which the wasm files that `tamper` picks have one byte more
+/// (and no pristine compressed copies).
+fn tampered_site(dir_name: &str, tamper: impl Fn(&str) -> bool) -> Result<std::path::PathBuf> {
     let dist = dist_dir()?;
-    let tampered = sotto_tests::test_dir("browser-tampered-site")?;
-    let mut wasm_name = None;
+    let tampered = sotto_tests::test_dir(dir_name)?;
+    let mut changed = 0;
     for entry in std::fs::read_dir(&dist)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".wasm.gz") || name.ends_with(".wasm.br") {
+        let stem = name
+            .strip_suffix(".gz")
+            .or_else(|| name.strip_suffix(".br"))
+            .unwrap_or(&name);
+        if stem != name && stem.ends_with(".wasm") && tamper(stem) {
             continue; // serve the tampered file itself, not a pristine compressed copy
         }
         let mut bytes = std::fs::read(entry.path())?;
-        if name.ends_with(".wasm") {
+        if name.ends_with(".wasm") && tamper(&name) {
             bytes.push(0);
-            wasm_name = Some(name.clone());
+            changed += 1;
         }
         std::fs::write(tampered.join(&name), bytes)?;
     }
-    if wasm_name.is_none() {
-        bail!("no wasm in {}", dist.display());
+    if changed == 0 {
+        bail!("no wasm to tamper with in {}", dist.display());
     }
+    Ok(tampered)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_tampered_wasm_is_refused() -> Result<()> {
+    let tampered = tampered_site("browser-tampered-site", |_| true)?;
     let prosody = start_prosody("browser-tampered")?;
     let bridge = BridgeFixture::start(&prosody, Some(Path::new(&tampered)), "").await?;
     let url = bridge.http_url();
@@ -198,6 +209,51 @@ async fn browser_tampered_wasm_is_refused() -> Result<()> {
         Ok(())
     })
     .await?;
+    bridge.stop().await?;
+    Ok(())
+}
+
+/// The messenger's module (fetched once the login form is used) is integrity-checked too: a
+/// tampered copy never runs, the login screen says so, and nothing connects to the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_tampered_messenger_is_refused() -> Result<()> {
+    use sotto_tests::app::{click, type_into, wait_css_text, wait_text};
+    use sotto_tests::browser::testid_selector;
+    let tampered = tampered_site("browser-tampered-messenger", |name| {
+        name.starts_with("messenger-")
+    })?;
+    let prosody = Prosody::for_test("browser-tampered-messenger", &["alice"])?;
+    let bridge = BridgeFixture::start(&prosody, Some(Path::new(&tampered)), "").await?;
+    let url = bridge.http_url();
+    with_browser("browser_tampered_messenger", async |b: &Browser| {
+        b.goto(&url).await?;
+        b.wait_for_testid("login-jid", LOAD_TIMEOUT).await?;
+        type_into(b, "login-jid", "alice@localhost").await?;
+        type_into(b, "login-password", "alice-pass").await?;
+        click(b, "login-submit").await?;
+        wait_css_text(
+            b,
+            &testid_selector("login-notice"),
+            "could not finish loading",
+            LOAD_TIMEOUT,
+        )
+        .await?;
+        wait_text(b, "connection-state", "offline", LOAD_TIMEOUT).await?;
+        let log = b.console_log().await?;
+        ensure!(
+            log.iter().any(|l| l.contains("integrity")),
+            "no SRI failure logged: {log:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    let metrics = get(bridge.addr(), "/metrics").await?.body;
+    ensure!(
+        metrics
+            .lines()
+            .any(|l| l.trim() == "sotto_bridge_connections_total 0"),
+        "a connection reached the bridge although the messenger never ran:\n{metrics}"
+    );
     bridge.stop().await?;
     Ok(())
 }

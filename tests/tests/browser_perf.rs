@@ -439,24 +439,6 @@ async fn browser_app_measurements() -> Result<()> {
         .await?;
         let shown = wait_perf(b, "history", LOAD).await?;
         let t0 = wait_perf(b, "t0", LOAD).await?;
-        let messenger = js(
-            b,
-            "const e = performance.getEntriesByType('resource')\
-                 .find(e => e.name.includes('/messenger-')); \
-             return e ? [e.fetchStart, e.responseEnd, e.transferSize] : null;",
-            vec![],
-        )
-        .await?;
-        let field = |i: usize| messenger.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        let _ = writeln!(
-            report,
-            "messenger's module: typing began at {:.0} ms, fetched {:.0}–{:.0} ms ({:.0} bytes \
-             transferred), sign-in clicked at {t0:.0} ms",
-            typing.as_f64().unwrap_or(f64::NAN),
-            field(0),
-            field(1),
-            field(2)
-        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (max, _, n) = take_long_tasks(b).await?;
         let _ = writeln!(
