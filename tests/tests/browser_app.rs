@@ -309,17 +309,27 @@ async fn browser_app_login_errors() -> Result<()> {
     Ok(())
 }
 
+/// The server (here the bridge that served the page) goes away after the page has loaded: the
+/// sign-in says so, also when the rest of the app could not be fetched either; once the server
+/// is back, signing in again works without reloading the page.
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_app_server_unreachable() -> Result<()> {
     let dist = dist_dir()?;
     let prosody = start_prosody("browser-app-unreachable")?;
-    let bridge = BridgeFixture::start(&prosody, Some(&dist), "").await?;
-    let url = bridge.http_url();
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await?
+        .local_addr()?;
+    let mut bridge = Some(FixedBridge::start(addr, &prosody, &dist).await?);
+    let bridge_slot = &mut bridge;
+    let url = format!("http://{addr}");
+    let (prosody_ref, dist_ref) = (&prosody, dist.as_path());
     with_browser("browser_app_server_unreachable", async |b: &Browser| {
         b.goto(&url).await?;
         b.wait_for_testid("login-jid", LOAD).await?;
         // The page is loaded; now the server goes away.
-        bridge.stop().await?;
+        if let Some(bridge) = bridge_slot.take() {
+            bridge.stop().await?;
+        }
         type_into(b, "login-jid", "alice@localhost").await?;
         type_into(b, "login-password", "alice-pass").await?;
         click(b, "login-submit").await?;
@@ -331,9 +341,18 @@ async fn browser_app_server_unreachable() -> Result<()> {
         )
         .await?;
         wait_text(b, "connection-state", "offline", STEP).await?;
+
+        // Back: the same form, submitted again, fetches what is missing and signs in.
+        *bridge_slot = Some(FixedBridge::start(addr, prosody_ref, dist_ref).await?);
+        click(b, "login-submit").await?;
+        wait_text(b, "connection-state", "online", STEP).await?;
         Ok(())
     })
-    .await
+    .await?;
+    if let Some(bridge) = bridge.take() {
+        bridge.stop().await?;
+    }
+    Ok(())
 }
 
 /// A bridge on a fixed address, so it can be stopped and started again where the page expects it.
