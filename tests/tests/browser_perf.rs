@@ -166,6 +166,22 @@ new MutationObserver(check).observe(document.body,
 p.t0 = performance.now();
 "#;
 
+/// Fills the login form the way a password manager does (values set, `input` events, no keys
+/// or pointer), then submits it in the next task and records when in `window.__perf.submitted`.
+const FILL_AND_SUBMIT: &str = r#"
+const [jid, password] = arguments;
+const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+for (const [testid, value] of [['login-jid', jid], ['login-password', password]]) {
+  const input = document.querySelector('[data-testid="' + testid + '"]');
+  setter.call(input, value);
+  input.dispatchEvent(new Event('input', { bubbles: true }));
+}
+setTimeout(() => {
+  window.__perf.submitted = performance.now();
+  document.querySelector('[data-testid="login-submit"]').click();
+}, 0);
+"#;
+
 /// Types `text` into the input or textarea matching `css` one character at a time from page
 /// script (no WebDriver in between), and returns, per keystroke, the app's synchronous work
 /// (yew's handling of the input event and its render) and the layout that follows,
@@ -486,6 +502,41 @@ async fn browser_app_measurements() -> Result<()> {
         let dir = sotto_tests::target_dir().join("screenshots");
         std::fs::create_dir_all(&dir)?;
         b.screenshot(&dir.join("perf-500-messages.png")).await?;
+        Ok(())
+    })
+    .await?;
+
+    // A form that a password manager filled: nothing typed or pointed at before the submission,
+    // so the messenger's module is fetched only then, and the sign-in waits for it.
+    with_browser("browser_app_measurements_filled", async |b: &Browser| {
+        b.goto(&url).await?;
+        b.wait_for_testid("login-jid", LOAD).await?;
+        js(
+            b,
+            OBSERVE,
+            vec![Value::from("contact"), Value::from(1), Value::from("first_contact")],
+        )
+        .await?;
+        js(b, FILL_AND_SUBMIT, vec![Value::from("bob@localhost"), Value::from("bob-pass")]).await?;
+        let online = wait_perf(b, "online", LOAD).await?;
+        let submitted = wait_perf(b, "submitted", LOAD).await?;
+        let messenger = js(
+            b,
+            "const e = performance.getEntriesByType('resource')\
+                 .find(e => e.name.includes('/messenger-')); \
+             return e ? [e.fetchStart, e.responseEnd] : null;",
+            vec![],
+        )
+        .await?;
+        let field = |i: usize| messenger.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        let _ = writeln!(
+            report,
+            "sign-in from a filled form (nothing typed): the messenger's module fetched {:.0}–{:.0} ms \
+             after the submission; online {:.0} ms after it",
+            field(0) - submitted,
+            field(1) - submitted,
+            online - submitted
+        );
         Ok(())
     })
     .await?;
