@@ -134,6 +134,23 @@ async fn own_identity(b: &Browser) -> Result<(u32, String)> {
     Ok((device.parse()?, fingerprint))
 }
 
+/// After a public-computer session the next person at the computer gets that mode preselected.
+async fn assert_kiosk_preselected(b: &Browser) -> Result<()> {
+    let checked = b
+        .client()
+        .execute(
+            "const e = document.querySelector('[data-testid=\"login-mode-kiosk\"]'); \
+             return !!(e && e.checked);",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        checked == serde_json::Value::Bool(true),
+        "after a public-computer session, the login screen preselects \"my device\""
+    );
+    Ok(())
+}
+
 /// The login notice's text, once it contains `part`.
 async fn wait_notice(b: &Browser, part: &str) -> Result<String> {
     let deadline = tokio::time::Instant::now() + STEP;
@@ -318,6 +335,7 @@ async fn browser_kiosk_sign_out_leaves_nothing_and_retires_the_device() -> Resul
                 address.query().is_none() && address.fragment().is_none() && address.path() == "/",
                 "the page after sign-out is {address}"
             );
+            assert_kiosk_preselected(alice).await?;
             save_screenshot(alice, "kiosk-signed-out").await?;
             wait_device_list(
                 &bridge,
@@ -406,6 +424,7 @@ async fn browser_kiosk_closed_tab_and_idle_timeout_leave_nothing() -> Result<()>
             ensure!(seconds <= 6, "warning shown {seconds} s before the wipe");
             save_screenshot(alice, "kiosk-idle-warning").await?;
             wait_notice(alice, "inactivity").await?;
+            assert_kiosk_preselected(alice).await?;
             save_screenshot(alice, "kiosk-idle-signed-out").await?;
             wait_device_list(
                 &bridge,

@@ -166,6 +166,8 @@ pub(crate) struct LoginScreen<'a> {
     offer_forget: Option<BareJid>,
     ask_old_password: bool,
     error: Option<String>,
+    /// The page was loaded after a public-computer session ended.
+    after_kiosk: bool,
     connection: Connection,
     link: &'a Scope<App>,
 }
@@ -179,6 +181,7 @@ pub(crate) fn login_screen(screen: LoginScreen<'_>) -> Html {
         offer_forget,
         ask_old_password,
         error,
+        after_kiosk,
         connection,
         link,
     } = screen;
@@ -193,7 +196,7 @@ pub(crate) fn login_screen(screen: LoginScreen<'_>) -> Html {
                 <h1>{ text::APP_NAME }</h1>
                 <p class="tagline">{ text::TAGLINE }</p>
             </header>
-            <login::Login {busy} {unlocking} {offer_forget} {on_forget} {ask_old_password} {error} {on_submit} />
+            <login::Login {busy} {unlocking} {offer_forget} {on_forget} {ask_old_password} {error} {after_kiosk} {on_submit} />
             <footer class="footer">
                 <span class="connection-state" data-state={connection.label()}
                     data-testid="connection-state" role="status">{ connection.label() }</span>
@@ -213,6 +216,8 @@ pub struct App {
     waiting: Option<Credentials>,
     preloading: bool,
     login_error: Option<String>,
+    /// This page was loaded by a public-computer session that ended (sign-out, idle timeout).
+    after_kiosk: bool,
 }
 
 impl Component for App {
@@ -231,6 +236,7 @@ impl Component for App {
             messenger: None,
             waiting: None,
             preloading: false,
+            after_kiosk: login_error.is_some(),
             login_error,
         }
     }
@@ -292,6 +298,7 @@ impl Component for App {
             offer_forget: None,
             ask_old_password: false,
             error: self.login_error.clone(),
+            after_kiosk: self.after_kiosk,
             connection: if busy {
                 Connection::Connecting
             } else {

@@ -56,6 +56,10 @@ pub struct Props {
     /// The password did not open the saved data: ask for the previous one too.
     #[prop_or_default]
     pub ask_old_password: bool,
+    /// This page was loaded after a public-computer session ended: whoever is next at this
+    /// computer gets "a public or shared computer" preselected.
+    #[prop_or_default]
+    pub after_kiosk: bool,
     /// Forget the saved data of this account.
     #[prop_or_default]
     pub on_forget: Callback<BareJid>,
@@ -185,7 +189,11 @@ impl Component for Login {
             jid: String::new(),
             password: Zeroizing::new(String::new()),
             old_password: Zeroizing::new(String::new()),
-            mode: DeviceMode::Personal,
+            mode: if ctx.props().after_kiosk {
+                DeviceMode::Kiosk
+            } else {
+                DeviceMode::Personal
+            },
             notice: None,
             service: same_origin_service(),
             discovering: false,

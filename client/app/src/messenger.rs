@@ -251,6 +251,8 @@ impl Loaded for Messenger {
                 offer_forget: self.offer_forget.clone(),
                 ask_old_password: self.ask_old_password,
                 error: self.login_error.clone(),
+                // A public-computer session ends by loading a fresh page (the shell's).
+                after_kiosk: false,
                 connection,
                 link: &self.link,
             });
