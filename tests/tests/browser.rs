@@ -257,3 +257,97 @@ async fn browser_tampered_messenger_is_refused() -> Result<()> {
     bridge.stop().await?;
     Ok(())
 }
+
+/// A web server for the built site whose answer for the messenger's module never comes (as
+/// behind a captive portal or a stalled proxy); every other file is served plainly.
+async fn serve_site_stalling_the_messenger(
+    dist: std::path::PathBuf,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let dist = dist.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let name = match path.trim_start_matches('/') {
+                    "" => "index.html".to_owned(),
+                    other => other.to_owned(),
+                };
+                if name.starts_with("messenger-") {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    return;
+                }
+                let file = (!name.contains("..") && !name.contains('/'))
+                    .then(|| std::fs::read(dist.join(&name)).ok())
+                    .flatten();
+                let response = match file {
+                    Some(body) => {
+                        let kind = match name.rsplit('.').next() {
+                            Some("html") => "text/html; charset=utf-8",
+                            Some("js") => "text/javascript",
+                            Some("css") => "text/css",
+                            Some("wasm") => "application/wasm",
+                            _ => "application/octet-stream",
+                        };
+                        let mut r = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+                             Connection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend_from_slice(&body);
+                        r
+                    }
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
+                };
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    Ok((addr, task))
+}
+
+/// A messenger's module that never arrives does not leave "Signing in…" on screen: after
+/// `sotto_app::LOAD_TIMEOUT_MS` the login screen says the app could not finish loading.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_stalled_messenger_fetch_is_reported() -> Result<()> {
+    use sotto_tests::app::{click, type_into, wait_css_text, wait_text};
+    use sotto_tests::browser::testid_selector;
+    let (addr, server) = serve_site_stalling_the_messenger(dist_dir()?).await?;
+    let url = format!("http://{addr}/");
+    let result = with_browser("browser_stalled_messenger", async |b: &Browser| {
+        b.goto(&url).await?;
+        b.wait_for_testid("login-jid", LOAD_TIMEOUT).await?;
+        type_into(b, "login-jid", "alice@localhost").await?;
+        type_into(b, "login-password", "alice-pass").await?;
+        click(b, "login-submit").await?;
+        wait_text(b, "connection-state", "connecting", LOAD_TIMEOUT).await?;
+        wait_css_text(
+            b,
+            &testid_selector("login-notice"),
+            "could not finish loading",
+            LOAD_TIMEOUT,
+        )
+        .await?;
+        wait_text(b, "connection-state", "offline", LOAD_TIMEOUT).await?;
+        Ok(())
+    })
+    .await;
+    server.abort();
+    result
+}

@@ -143,6 +143,8 @@ pub enum Msg {
     Preload,
     /// The messenger's code arrived (or could not be fetched).
     Loaded(Result<Box<dyn Loaded>, SplitLoaderError>),
+    /// Sign-in attempt number `.0` has waited [`LOAD_TIMEOUT_MS`] for the messenger's code.
+    LoadTimedOut(u32),
     /// Saved data was deleted.
     Forgotten(Result<(), KeepError>),
     /// The idle watch's second.
@@ -150,6 +152,11 @@ pub enum Msg {
     /// The page is going away (`pagehide`).
     PageHide,
 }
+
+/// How long a submitted login form waits for the messenger's code before it says so (a fetch
+/// that hangs, as behind a captive portal, would otherwise leave "Signing in…" on screen for
+/// minutes). The fetch itself goes on: if it completes later, the next submission uses it.
+pub const LOAD_TIMEOUT_MS: u32 = 15_000;
 
 /// What the shell asks of the messenger once its code is loaded.
 pub trait Loaded {
@@ -214,6 +221,12 @@ pub struct App {
     messenger: Option<Box<dyn Loaded>>,
     /// The credentials submitted while the messenger was still on its way.
     waiting: Option<Credentials>,
+    /// Counts submissions, so that a late timeout of an earlier one is ignored.
+    attempt: u32,
+    /// A load of the messenger is under way (one at a time: a submission after a timeout
+    /// waits for the same load instead of making a second messenger).
+    loading: bool,
+    load_timer: Option<gloo_timers::callback::Timeout>,
     preloading: bool,
     login_error: Option<String>,
     /// This page was loaded by a public-computer session that ended (sign-out, idle timeout).
@@ -235,6 +248,9 @@ impl Component for App {
         Self {
             messenger: None,
             waiting: None,
+            attempt: 0,
+            loading: false,
+            load_timer: None,
             preloading: false,
             after_kiosk: login_error.is_some(),
             login_error,
@@ -262,14 +278,34 @@ impl Component for App {
                 }
                 self.waiting = Some(credentials);
                 self.login_error = None;
-                let link = ctx.link().clone();
-                wasm_bindgen_futures::spawn_local(async move {
-                    let loaded = lazy::messenger(link.clone()).await;
-                    link.send_message(Msg::Loaded(loaded));
-                });
+                self.attempt = self.attempt.wrapping_add(1);
+                let (link, attempt) = (ctx.link().clone(), self.attempt);
+                self.load_timer = Some(gloo_timers::callback::Timeout::new(
+                    LOAD_TIMEOUT_MS,
+                    move || link.send_message(Msg::LoadTimedOut(attempt)),
+                ));
+                if !self.loading {
+                    self.loading = true;
+                    let link = ctx.link().clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let loaded = lazy::messenger(link.clone()).await;
+                        link.send_message(Msg::Loaded(loaded));
+                    });
+                }
+                true
+            }
+            Msg::LoadTimedOut(attempt) => {
+                if attempt != self.attempt || self.waiting.is_none() {
+                    return false;
+                }
+                self.waiting = None;
+                self.load_timer = None;
+                self.login_error = Some(text::LOAD_FAILED.to_owned());
                 true
             }
             Msg::Loaded(Ok(mut messenger)) => {
+                self.loading = false;
+                self.load_timer = None;
                 if let Some(credentials) = self.waiting.take() {
                     messenger.update(Msg::Login(credentials));
                 }
@@ -277,6 +313,8 @@ impl Component for App {
                 true
             }
             Msg::Loaded(Err(_)) => {
+                self.loading = false;
+                self.load_timer = None;
                 self.waiting = None;
                 self.preloading = false;
                 self.login_error = Some(text::LOAD_FAILED.to_owned());

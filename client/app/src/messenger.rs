@@ -119,7 +119,7 @@ impl Loaded for Messenger {
     fn update(&mut self, msg: Msg) -> bool {
         match msg {
             // The shell's own messages.
-            Msg::Preload | Msg::Loaded(_) => return false,
+            Msg::Preload | Msg::Loaded(_) | Msg::LoadTimedOut(_) => return false,
             Msg::Login(credentials) => self.login(credentials),
             Msg::Net { session, input } => {
                 if session == self.session_no {
