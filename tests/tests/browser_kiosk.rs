@@ -598,3 +598,56 @@ async fn browser_personal_mode_keeps_device_and_history_encrypted_at_rest() -> R
     })
     .await
 }
+
+/// A login screen that the browser restores from its back-forward cache is loaded afresh, so
+/// what someone typed into it and then left (a password, on a public computer) is not handed to
+/// the next person who presses "back"; from the first page load on, not only once signed in.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_login_screen_from_the_back_forward_cache_is_reloaded() -> Result<()> {
+    let dist = dist_dir()?;
+    let prosody = Prosody::for_test("browser-bfcache", &[])?;
+    let bridge = BridgeFixture::start(&prosody, Some(&dist), "").await?;
+    let url = bridge.http_url();
+    with_browser("browser_login_bfcache", async |b: &Browser| {
+        b.goto(&url).await?;
+        b.wait_for_testid("login-jid", STEP).await?;
+        type_into(b, "login-jid", "someone@localhost").await?;
+        type_into(b, "login-password", "typed-and-left").await?;
+        b.client()
+            .execute("window.__left_here = true;", vec![])
+            .await?;
+        b.goto(&format!("{url}/healthz")).await?;
+        b.client().back().await?;
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let state = b
+                .client()
+                .execute(
+                    "const n = performance.getEntriesByType('navigation')[0]; \
+                     const p = document.querySelector('[data-testid=\"login-password\"]'); \
+                     return [n ? n.type : '', !!window.__left_here, p ? p.value : null];",
+                    vec![],
+                )
+                .await;
+            if let Ok(state) = state {
+                let kind = state[0].as_str().unwrap_or_default().to_owned();
+                let kept = state[1].as_bool().unwrap_or(true);
+                let password = state[2].as_str().map(str::to_owned);
+                if kind == "reload" && !kept && password.as_deref() == Some("") {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    bail!(
+                        "after \"back\": navigation {kind:?}, page state kept: {kept}, \
+                         password field {password:?}"
+                    );
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    })
+    .await?;
+    bridge.stop().await?;
+    Ok(())
+}

@@ -231,13 +231,17 @@ pub struct App {
     login_error: Option<String>,
     /// This page was loaded by a public-computer session that ended (sign-out, idle timeout).
     after_kiosk: bool,
+    /// `pagehide` (handed to the messenger: it saves or wipes) and `pageshow` (a page restored
+    /// from the back-forward cache is reloaded, login screen included: what someone typed and
+    /// left must not come back with "back"), from the first load on.
+    _page: [wasm_bindgen::closure::Closure<dyn FnMut(web_sys::Event)>; 2],
 }
 
 impl Component for App {
     type Message = Msg;
     type Properties = ();
 
-    fn create(_ctx: &Context<Self>) -> Self {
+    fn create(ctx: &Context<Self>) -> Self {
         let login_error = kiosk::take_leave_reason().map(|reason| {
             if reason == kiosk::REASON_IDLE {
                 text::SIGNED_OUT_IDLE.to_owned()
@@ -254,6 +258,7 @@ impl Component for App {
             preloading: false,
             after_kiosk: login_error.is_some(),
             login_error,
+            _page: kiosk::watch_page(ctx.link().callback(|()| Msg::PageHide)),
         }
     }
 

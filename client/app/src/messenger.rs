@@ -10,7 +10,6 @@ use gloo_timers::callback::Timeout;
 use sotto_session::omemo::temporary::Role;
 use sotto_session::omemo::Omemo;
 use sotto_session::{BareJid, ChatState, Config, Event as SessionEvent};
-use wasm_bindgen::closure::Closure;
 use yew::html::Scope;
 use yew::prelude::*;
 use zeroize::Zeroizing;
@@ -74,7 +73,6 @@ pub(crate) struct Messenger {
     /// Opened with the previous password: re-lock the data with this one once the server has
     /// accepted it.
     rewrap_to: Option<Zeroizing<String>>,
-    _page: [Closure<dyn FnMut(web_sys::Event)>; 2],
     session_no: u32,
     store: Rc<Store>,
     signed_in: bool,
@@ -106,7 +104,6 @@ impl Messenger {
             offer_forget: None,
             ask_old_password: false,
             rewrap_to: None,
-            _page: kiosk::watch_page(link.callback(|()| Msg::PageHide)),
             session_no: 0,
             store: Rc::new(Store::default()),
             signed_in: false,
