@@ -436,8 +436,10 @@ mod tests {
         dir
     }
 
+    /// Waits up to 10 s: each rotation syncs the file to disk, which can take a while on a
+    /// machine busy compiling and running other tests (2 s was once too little).
     fn wait_for_lines(audit: &Audit, n: u64) {
-        for _ in 0..200 {
+        for _ in 0..1000 {
             if audit.stats.written.load(Relaxed) >= n {
                 return;
             }
