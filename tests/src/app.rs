@@ -126,6 +126,13 @@ pub async fn type_into(b: &Browser, testid: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Types `jid` and `password` into the login form on screen and submits it.
+pub async fn submit_login_form(b: &Browser, jid: &str, password: &str) -> Result<()> {
+    type_into(b, "login-jid", jid).await?;
+    type_into(b, "login-password", password).await?;
+    click(b, "login-submit").await
+}
+
 /// Clicks the element with `testid` once it is there.
 pub async fn click(b: &Browser, testid: &str) -> Result<()> {
     b.wait_for_testid(testid, STEP).await?.click().await?;

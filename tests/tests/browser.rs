@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use sotto_tests::app::{dist_dir, save_screenshot};
+use sotto_tests::app::{dist_dir, save_screenshot, submit_login_form, wait_css_text, wait_text};
 use sotto_tests::bridge::BridgeFixture;
-use sotto_tests::browser::{with_browser, Browser};
+use sotto_tests::browser::{testid_selector, with_browser, Browser};
 use sotto_tests::http::{get, get_with};
 use sotto_tests::prosody::Prosody;
 
@@ -134,6 +134,18 @@ async fn browser_login_screen_renders_under_production_csp() -> Result<()> {
 
 /// Subresource Integrity really guards the wasm: a site whose wasm differs by one byte from the
 /// one its bootstrap names must not start, and must say so.
+/// The login screen says the rest of the app could not be loaded, and nothing is connected.
+async fn expect_load_failure(b: &Browser) -> Result<()> {
+    wait_css_text(
+        b,
+        &testid_selector("login-notice"),
+        "could not finish loading",
+        LOAD_TIMEOUT,
+    )
+    .await?;
+    wait_text(b, "connection-state", "offline", LOAD_TIMEOUT).await
+}
+
 /// A copy of the built site in which the wasm files that `tamper` picks have one byte more
 /// (and no pristine compressed copies).
 fn tampered_site(dir_name: &str, tamper: impl Fn(&str) -> bool) -> Result<std::path::PathBuf> {
@@ -217,8 +229,6 @@ async fn browser_tampered_wasm_is_refused() -> Result<()> {
 /// tampered copy never runs, the login screen says so, and nothing connects to the server.
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_tampered_messenger_is_refused() -> Result<()> {
-    use sotto_tests::app::{click, type_into, wait_css_text, wait_text};
-    use sotto_tests::browser::testid_selector;
     let tampered = tampered_site("browser-tampered-messenger", |name| {
         name.starts_with("messenger-")
     })?;
@@ -228,17 +238,8 @@ async fn browser_tampered_messenger_is_refused() -> Result<()> {
     with_browser("browser_tampered_messenger", async |b: &Browser| {
         b.goto(&url).await?;
         b.wait_for_testid("login-jid", LOAD_TIMEOUT).await?;
-        type_into(b, "login-jid", "alice@localhost").await?;
-        type_into(b, "login-password", "alice-pass").await?;
-        click(b, "login-submit").await?;
-        wait_css_text(
-            b,
-            &testid_selector("login-notice"),
-            "could not finish loading",
-            LOAD_TIMEOUT,
-        )
-        .await?;
-        wait_text(b, "connection-state", "offline", LOAD_TIMEOUT).await?;
+        submit_login_form(b, "alice@localhost", "alice-pass").await?;
+        expect_load_failure(b).await?;
         let log = b.console_log().await?;
         ensure!(
             log.iter().any(|l| l.contains("integrity")),
@@ -326,26 +327,14 @@ async fn serve_site_stalling_the_messenger(
 /// `sotto_app::LOAD_TIMEOUT_MS` the login screen says the app could not finish loading.
 #[tokio::test(flavor = "multi_thread")]
 async fn browser_stalled_messenger_fetch_is_reported() -> Result<()> {
-    use sotto_tests::app::{click, type_into, wait_css_text, wait_text};
-    use sotto_tests::browser::testid_selector;
     let (addr, server) = serve_site_stalling_the_messenger(dist_dir()?).await?;
     let url = format!("http://{addr}/");
     let result = with_browser("browser_stalled_messenger", async |b: &Browser| {
         b.goto(&url).await?;
         b.wait_for_testid("login-jid", LOAD_TIMEOUT).await?;
-        type_into(b, "login-jid", "alice@localhost").await?;
-        type_into(b, "login-password", "alice-pass").await?;
-        click(b, "login-submit").await?;
+        submit_login_form(b, "alice@localhost", "alice-pass").await?;
         wait_text(b, "connection-state", "connecting", LOAD_TIMEOUT).await?;
-        wait_css_text(
-            b,
-            &testid_selector("login-notice"),
-            "could not finish loading",
-            LOAD_TIMEOUT,
-        )
-        .await?;
-        wait_text(b, "connection-state", "offline", LOAD_TIMEOUT).await?;
-        Ok(())
+        expect_load_failure(b).await
     })
     .await;
     server.abort();

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    befriend, click, contact_css, count, dist_dir, save_screenshot, type_into, wait_attr, wait_css,
-    wait_css_text, wait_text,
+    befriend, click, contact_css, count, dist_dir, save_screenshot, submit_login_form, type_into,
+    wait_attr, wait_css, wait_css_text, wait_text,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -30,9 +30,7 @@ async fn submit_login(b: &Browser, url: &str, jid: &str, password: &str) -> Resu
     b.client().set_window_size(1200, 800).await?;
     b.goto(url).await?;
     b.wait_for_testid("login-jid", LOAD).await?;
-    type_into(b, "login-jid", jid).await?;
-    type_into(b, "login-password", password).await?;
-    click(b, "login-submit").await
+    submit_login_form(b, jid, password).await
 }
 
 async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
@@ -268,9 +266,7 @@ async fn browser_app_login_errors() -> Result<()> {
         b.goto(&url).await?;
         b.wait_for_testid("login-jid", LOAD).await?;
         wait_css(b, "form[data-deployment=\"loaded\"]", STEP).await?;
-        type_into(b, "login-jid", "alice@elsewhere.example").await?;
-        type_into(b, "login-password", "whatever").await?;
-        click(b, "login-submit").await?;
+        submit_login_form(b, "alice@elsewhere.example", "whatever").await?;
         wait_css_text(
             b,
             &testid_selector("login-notice"),
@@ -330,9 +326,7 @@ async fn browser_app_server_unreachable() -> Result<()> {
         if let Some(bridge) = bridge_slot.take() {
             bridge.stop().await?;
         }
-        type_into(b, "login-jid", "alice@localhost").await?;
-        type_into(b, "login-password", "alice-pass").await?;
-        click(b, "login-submit").await?;
+        submit_login_form(b, "alice@localhost", "alice-pass").await?;
         wait_css_text(
             b,
             &testid_selector("login-notice"),

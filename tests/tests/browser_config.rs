@@ -99,9 +99,7 @@ async fn browser_config_audit_notice_and_forced_kiosk() -> Result<()> {
         b.screenshot(&sotto_tests::target_dir().join("screenshots/login-audit-notice.png"))
             .await?;
         // Signing in (kiosk, as forced): the audit records the login with the mode.
-        sotto_tests::app::type_into(b, "login-jid", "alice@localhost").await?;
-        sotto_tests::app::type_into(b, "login-password", "alice-pass").await?;
-        sotto_tests::app::click(b, "login-submit").await?;
+        sotto_tests::app::submit_login_form(b, "alice@localhost", "alice-pass").await?;
         sotto_tests::app::wait_text(b, "connection-state", "online", LOAD_TIMEOUT).await?;
         let deadline = tokio::time::Instant::now() + LOAD_TIMEOUT;
         loop {

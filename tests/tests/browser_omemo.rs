@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    befriend, click, contact_css, count, dist_dir, message_css, save_screenshot, type_into,
-    wait_attr, wait_css, wait_css_text, wait_gone, wait_text,
+    befriend, click, contact_css, count, dist_dir, message_css, save_screenshot, submit_login_form,
+    type_into, wait_attr, wait_css, wait_css_text, wait_gone, wait_text,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -28,9 +28,7 @@ async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
     b.client().set_window_size(1200, 900).await?;
     b.goto(url).await?;
     b.wait_for_testid("login-jid", LOAD).await?;
-    type_into(b, "login-jid", &format!("{user}@localhost")).await?;
-    type_into(b, "login-password", &format!("{user}-pass")).await?;
-    click(b, "login-submit").await?;
+    submit_login_form(b, &format!("{user}@localhost"), &format!("{user}-pass")).await?;
     wait_text(b, "connection-state", "online", STEP)
         .await
         .with_context(|| format!("{user} signing in"))

@@ -166,6 +166,12 @@ new MutationObserver(check).observe(document.body,
 p.t0 = performance.now();
 "#;
 
+/// When the messenger's module was fetched and how many bytes came over the wire:
+/// `[fetchStart, responseEnd, transferSize]`, or null before it was fetched.
+const MESSENGER_FETCH: &str = "const e = performance.getEntriesByType('resource')\
+    .find(e => e.name.includes('/messenger-')); \
+    return e ? [e.fetchStart, e.responseEnd, e.transferSize] : null;";
+
 /// Fills the login form the way a password manager does (values set, `input` events, no keys
 /// or pointer), then submits it in the next task and records when in `window.__perf.submitted`.
 const FILL_AND_SUBMIT: &str = r#"
@@ -311,13 +317,7 @@ async fn browser_app_measurements() -> Result<()> {
         let roster = wait_perf(b, "roster", LOAD).await?;
         let online = wait_perf(b, "online", LOAD).await?;
         let t0 = wait_perf(b, "t0", LOAD).await?;
-        let messenger = js(
-            b,
-            "const e = performance.getEntriesByType('resource')\
-                 .find(e => e.name.includes('/messenger-')); \
-             return e ? [e.fetchStart, e.responseEnd, e.transferSize] : null;",
-            vec![],
-        )
+        let messenger = js(b, MESSENGER_FETCH, vec![])
         .await?;
         let field = |i: usize| messenger.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
         let _ = writeln!(
@@ -520,13 +520,7 @@ async fn browser_app_measurements() -> Result<()> {
         js(b, FILL_AND_SUBMIT, vec![Value::from("bob@localhost"), Value::from("bob-pass")]).await?;
         let online = wait_perf(b, "online", LOAD).await?;
         let submitted = wait_perf(b, "submitted", LOAD).await?;
-        let messenger = js(
-            b,
-            "const e = performance.getEntriesByType('resource')\
-                 .find(e => e.name.includes('/messenger-')); \
-             return e ? [e.fetchStart, e.responseEnd] : null;",
-            vec![],
-        )
+        let messenger = js(b, MESSENGER_FETCH, vec![])
         .await?;
         let field = |i: usize| messenger.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
         let _ = writeln!(
