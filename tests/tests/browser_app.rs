@@ -167,6 +167,24 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             )
             .await?;
             wait_attr(&reply, "data-state", "delivered", STEP).await?;
+            // Sent and received messages show their time, under today's heading.
+            for b in [alice, bob] {
+                for m in b
+                    .client()
+                    .find_all(Locator::Css("[data-testid=\"message\"]"))
+                    .await?
+                {
+                    let time = m
+                        .find(Locator::Css("[data-testid=\"message-time\"]"))
+                        .await
+                        .context("a message without its time")?;
+                    ensure!(time
+                        .attr("datetime")
+                        .await?
+                        .is_some_and(|d| d.ends_with('Z')));
+                }
+                wait_css_text(b, "[data-testid=\"day\"]", "Today", STEP).await?;
+            }
             save_screenshot(alice, "chat").await?;
             save_screenshot(bob, "chat-bob").await?;
 
@@ -499,6 +517,13 @@ async fn browser_app_scrolls_back_through_the_archive() -> Result<()> {
         type_into(alice, "login-jid", "alice@localhost").await?;
         type_into(alice, "login-password", "alice-pass").await?;
         click(alice, "login-mode-kiosk").await?;
+        // The browser's clock as this session begins: every archived message was sent before.
+        let signed_in_at = alice
+            .client()
+            .execute("return Date.now();", vec![])
+            .await?
+            .as_f64()
+            .context("Date.now()")?;
         click(alice, "login-submit").await?;
         wait_text(alice, "connection-state", "online", STEP).await?;
         wait_css(alice, &contact_css("bob@localhost"), STEP)
@@ -537,6 +562,43 @@ async fn browser_app_scrolls_back_through_the_archive() -> Result<()> {
             ensure!(m.attr("data-encrypted").await?.as_deref() == Some("false"));
         }
         ensure!(count(alice, "[data-testid=\"history-loading\"]").await? == 0);
+        // Each shows when it was sent (the archive's stamp, not when this session loaded it),
+        // in order, under one heading for today.
+        let times = alice
+            .client()
+            .execute(
+                "return [...document.querySelectorAll('[data-testid=\"message\"]')].map(m => { \
+                   const t = m.querySelector('[data-testid=\"message-time\"]'); \
+                   return t ? [Date.parse(t.getAttribute('datetime')), t.textContent] : null; });",
+                vec![],
+            )
+            .await?;
+        let times: Vec<Option<(f64, String)>> = serde_json::from_value(times)?;
+        ensure!(times.len() == TOTAL, "{} messages", times.len());
+        let mut previous = 0.0;
+        for (i, time) in times.iter().enumerate() {
+            let Some((at, shown)) = time else {
+                bail!("message {i} shows no time");
+            };
+            ensure!(
+                *at < signed_in_at && *at > signed_in_at - 600_000.0,
+                "message {i}: time {at} is not when it was sent (this session began at \
+                 {signed_in_at})"
+            );
+            ensure!(*at >= previous, "message {i}: times out of order");
+            ensure!(
+                shown.contains(':') || shown.contains('.') || shown.contains('h'),
+                "message {i}: {shown:?} is not a time of day"
+            );
+            previous = *at;
+        }
+        let days = alice
+            .client()
+            .find_all(Locator::Css("[data-testid=\"day\"]"))
+            .await?;
+        ensure!(!days.is_empty(), "no day heading");
+        let last_day = days[days.len() - 1].text().await?;
+        ensure!(last_day == "Today", "the newest heading says {last_day:?}");
 
         // A reader up in the history stays there when a message arrives; one at the newest
         // message follows the conversation.

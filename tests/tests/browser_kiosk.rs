@@ -476,6 +476,7 @@ async fn browser_personal_mode_keeps_device_and_history_encrypted_at_rest() -> R
             befriend_and_open(alice, bob).await?;
             exchange(alice, bob, texts[0]).await?;
             exchange(bob, alice, texts[1]).await?;
+            let times_before = message_times(alice).await?;
             // Let the last save land (the history is written 0.5 s after the last change).
             tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -507,6 +508,12 @@ async fn browser_personal_mode_keeps_device_and_history_encrypted_at_rest() -> R
                 .await
                 .context("history after the reload")?;
             wait_css_text(alice, &message_css("in"), texts[1], STEP).await?;
+            let times_after = message_times(alice).await?;
+            ensure!(
+                times_after == times_before && times_before.iter().all(Option::is_some),
+                "the messages' times were not kept: {times_before:?}, after the reload \
+                 {times_after:?}"
+            );
             save_screenshot(alice, "personal-restored").await?;
             // The ratchets continue both ways.
             exchange(bob, alice, texts[2]).await?;
@@ -673,4 +680,18 @@ async fn browser_login_screen_from_the_back_forward_cache_is_reloaded() -> Resul
     .await?;
     bridge.stop().await?;
     Ok(())
+}
+
+/// The `datetime` of each message's time, in order (`None` for a message showing no time).
+async fn message_times(b: &Browser) -> Result<Vec<Option<String>>> {
+    let times = b
+        .client()
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=\"message\"]')].map(m => { \
+               const t = m.querySelector('[data-testid=\"message-time\"]'); \
+               return t && t.getAttribute('datetime'); });",
+            vec![],
+        )
+        .await?;
+    Ok(serde_json::from_value(times)?)
 }

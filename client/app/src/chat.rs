@@ -9,6 +9,7 @@ use yew::prelude::*;
 
 use crate::steps::use_rows_in_steps;
 use crate::store::{DeliveryState, Lock, Message, PlaintextPrompt, Store};
+use crate::time::{self, Millis};
 use crate::{availability_words, text, Action};
 
 /// The chat view's inputs.
@@ -279,9 +280,7 @@ pub fn chat_view(props: &Props) -> Html {
                 if messages.is_empty() && history.loading.is_none() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
                 }
-                { for messages.iter().map(|m| html! {
-                    <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() } />
-                }) }
+                { for message_rows(messages, store.now(), &peer_name) }
                 <li class="end" aria-hidden="true"></li>
             </ol>
             <p class="typing" aria-live="off">
@@ -296,6 +295,29 @@ pub fn chat_view(props: &Props) -> Html {
             }
         </section>
     }
+}
+
+/// The messages, each day's under a heading ("Today", "Yesterday", the date), all keyed so
+/// that older pages arriving in front move no rows.
+fn message_rows(messages: &[Message], now: Millis, peer_name: &AttrValue) -> Vec<Html> {
+    let mut rows = Vec::with_capacity(messages.len() + 8);
+    let mut previous_day = None;
+    for m in messages {
+        if let Some(at) = m.at {
+            let day = time::local_day(at);
+            if previous_day.replace(day) != Some(day) {
+                rows.push(html! {
+                    <li key={ format!("day-{}", m.seq) } class="day" data-testid="day">
+                        <span>{ time::day_heading(at, now) }</span>
+                    </li>
+                });
+            }
+        }
+        rows.push(html! {
+            <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() } />
+        });
+    }
+    rows
 }
 
 #[derive(Properties, PartialEq)]
@@ -332,12 +354,18 @@ fn message_item(props: &MessageProps) -> Html {
             } else {
                 <p class="body">{ body_html(&message.body) }</p>
             }
-            if state.is_some() || !message.encrypted {
+            if state.is_some() || !message.encrypted || message.at.is_some() {
                 <span class="meta">
                     if !message.encrypted {
                         <span class="not-e2e" data-testid="message-not-encrypted">
                             { lock_icon(false) }{ text::MESSAGE_NOT_E2E }
                         </span>
+                        if state.is_some() || message.at.is_some() { { " · " } }
+                    }
+                    if let Some(at) = message.at {
+                        <time datetime={ time::format_datetime(at) } data-testid="message-time">
+                            { time::clock_time(at) }
+                        </time>
                         if state.is_some() { { " · " } }
                     }
                     if let Some(state) = state { { state } }

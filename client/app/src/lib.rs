@@ -28,6 +28,7 @@ pub mod persist;
 mod steps;
 pub mod store;
 mod text;
+mod time;
 mod trust;
 
 use sotto_session::{Availability, BareJid};

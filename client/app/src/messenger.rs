@@ -695,8 +695,12 @@ impl Messenger {
         self.apply(notices);
     }
 
+    /// The store, to change it: with its clock set, so that what is sent or received now
+    /// carries the time it happened.
     fn store(&mut self) -> &mut Store {
-        Rc::make_mut(&mut self.store)
+        let store = Rc::make_mut(&mut self.store);
+        store.set_clock(js_sys::Date::now() as crate::time::Millis);
+        store
     }
 
     fn apply(&mut self, notices: Vec<Notice>) {

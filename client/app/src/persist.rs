@@ -38,9 +38,13 @@ use crate::store::{DeliveryState, Message};
 pub const MAX_SAVED_MESSAGES: usize = 500;
 /// Most conversations kept on disk (those with the newest messages).
 pub const MAX_SAVED_CONVERSATIONS: usize = 500;
-/// The version of the roster and history documents: their first byte, before the postcard
-/// encoding of the document (version 1, JSON, was only ever written by pre-release builds).
-const FORMAT_VERSION: u8 = 2;
+/// The version of the roster document: its first byte, before the postcard encoding of the
+/// document (version 1, JSON, was only ever written by pre-release builds).
+const ROSTER_VERSION: u8 = 2;
+/// The version of the history document. Version 3 added each message's time; version 2
+/// documents (the same without times) are still read.
+const HISTORY_VERSION: u8 = 3;
+const HISTORY_VERSION_UNTIMED: u8 = 2;
 
 const KEY: &str = "key";
 const DEVICE: &str = "device";
@@ -239,14 +243,14 @@ struct SavedContact {
 }
 
 #[derive(Serialize, Deserialize)]
-struct HistoryDoc {
-    conversations: Vec<SavedConversation>,
+struct HistoryDoc<M = SavedMessage> {
+    conversations: Vec<SavedConversation<M>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct SavedConversation {
+struct SavedConversation<M> {
     peer: String,
-    messages: Vec<SavedMessage>,
+    messages: Vec<M>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -257,6 +261,34 @@ struct SavedMessage {
     encrypted: bool,
     state: String,
     error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    at: Option<i64>,
+}
+
+/// A message of a version 2 history document, which had no times.
+#[derive(Deserialize)]
+struct UntimedMessage {
+    id: Option<String>,
+    outgoing: bool,
+    body: String,
+    encrypted: bool,
+    state: String,
+    error: Option<String>,
+}
+
+impl From<UntimedMessage> for SavedMessage {
+    fn from(m: UntimedMessage) -> Self {
+        // Moved, not copied: the texts are wiped once, in the converted document.
+        Self {
+            id: m.id,
+            outgoing: m.outgoing,
+            body: m.body,
+            encrypted: m.encrypted,
+            state: m.state,
+            error: m.error,
+            at: None,
+        }
+    }
 }
 
 fn subscription_name(s: Subscription) -> &'static str {
@@ -268,9 +300,13 @@ fn subscription_name(s: Subscription) -> &'static str {
     }
 }
 
-/// Reads a roster or history document; `what` names it in errors.
-fn from_document<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, KeepError> {
-    document::decode(FORMAT_VERSION, bytes).map_err(|e| match e {
+/// Reads a roster or history document of `version`; `what` names it in errors.
+fn from_document<T: DeserializeOwned>(
+    version: u8,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, KeepError> {
+    document::decode(version, bytes).map_err(|e| match e {
         DocumentError::Earlier | DocumentError::Newer(_) => KeepError::Damaged(e.describe()),
         DocumentError::Truncated | DocumentError::Malformed => KeepError::Damaged(what),
     })
@@ -291,12 +327,12 @@ pub fn encode_roster(version: &str, items: &[RosterItem]) -> Zeroizing<Vec<u8>> 
             })
             .collect(),
     };
-    document::encode(FORMAT_VERSION, &doc, 1024 + items.len() * 64)
+    document::encode(ROSTER_VERSION, &doc, 1024 + items.len() * 64)
 }
 
 /// Reads a roster document.
 pub fn decode_roster(bytes: &[u8]) -> Result<(String, Vec<RosterItem>), KeepError> {
-    let doc: RosterDoc = from_document(bytes, "the saved roster")?;
+    let doc: RosterDoc = from_document(ROSTER_VERSION, bytes, "the saved roster")?;
     let items = doc
         .items
         .into_iter()
@@ -351,13 +387,14 @@ pub fn encode_history(conversations: &[(BareJid, Vec<Message>)]) -> Zeroizing<Ve
                             .attr()
                             .to_owned(),
                             error: m.error.clone(),
+                            at: m.at,
                         }
                     })
                     .collect(),
             })
             .collect(),
     };
-    let out = document::encode(FORMAT_VERSION, &doc, estimate);
+    let out = document::encode(HISTORY_VERSION, &doc, estimate);
     wipe(&mut doc);
     out
 }
@@ -374,7 +411,23 @@ fn wipe(doc: &mut HistoryDoc) {
 
 /// Reads a history document (bounded as written; more is ignored).
 pub fn decode_history(bytes: &[u8]) -> Result<Vec<(BareJid, Vec<Message>)>, KeepError> {
-    let mut doc: HistoryDoc = from_document(bytes, "the saved history")?;
+    const WHAT: &str = "the saved history";
+    let mut doc: HistoryDoc = if bytes.first() == Some(&HISTORY_VERSION_UNTIMED) {
+        let untimed: HistoryDoc<UntimedMessage> =
+            from_document(HISTORY_VERSION_UNTIMED, bytes, WHAT)?;
+        HistoryDoc {
+            conversations: untimed
+                .conversations
+                .into_iter()
+                .map(|c| SavedConversation {
+                    peer: c.peer,
+                    messages: c.messages.into_iter().map(SavedMessage::from).collect(),
+                })
+                .collect(),
+        }
+    } else {
+        from_document(HISTORY_VERSION, bytes, WHAT)?
+    };
     let mut out = Vec::new();
     for conversation in doc.conversations.iter().take(MAX_SAVED_CONVERSATIONS) {
         let Ok(peer) = conversation.peer.parse::<BareJid>() else {
@@ -405,6 +458,7 @@ pub fn decode_history(bytes: &[u8]) -> Result<Vec<(BareJid, Vec<Message>)>, Keep
                 },
                 error: m.error.clone(),
                 seq: 0,
+                at: m.at,
             })
             .collect();
         out.push((peer, messages));
@@ -430,6 +484,7 @@ mod tests {
             state,
             error: None,
             seq,
+            at: Some(1_796_640_000_000 + seq as i64 * 1000),
         }
     }
 
@@ -488,11 +543,56 @@ mod tests {
         longer.push(0);
         assert!(decode_history(&longer).is_err(), "data after the end");
         let mut future = doc.to_vec();
-        future[0] = FORMAT_VERSION + 1;
+        future[0] = HISTORY_VERSION + 1;
         assert_eq!(
             decode_history(&future).err(),
             Some(KeepError::Damaged("saved by a newer version of Sotto"))
         );
+    }
+
+    #[test]
+    fn history_keeps_message_times_and_reads_untimed_documents() {
+        let bob = jid("bob@example.org");
+        let mut untimed = message(
+            2,
+            "before times",
+            Direction::Incoming,
+            DeliveryState::Received,
+        );
+        untimed.at = None;
+        let timed = message(1, "hello", Direction::Outgoing, DeliveryState::Delivered);
+        let doc = encode_history(&[(bob.clone(), vec![timed.clone(), untimed])]);
+        let back = decode_history(&doc).expect("decode");
+        assert_eq!(back[0].1[0].at, timed.at);
+        assert_eq!(back[0].1[1].at, None);
+
+        // A version 2 document, field by field as postcard lays out its structs.
+        type Untimed = (Option<String>, bool, String, bool, String, Option<String>);
+        let v2: (Vec<(String, Vec<Untimed>)>,) = (vec![(
+            bob.to_string(),
+            vec![(
+                Some("id-1".into()),
+                true,
+                "from an earlier version".into(),
+                true,
+                "delivered".into(),
+                None,
+            )],
+        )],);
+        let doc = document::encode(HISTORY_VERSION_UNTIMED, &v2, 256);
+        let back = decode_history(&doc).expect("a version 2 document is read");
+        assert_eq!(back[0].0, bob);
+        let m = &back[0].1[0];
+        assert_eq!(
+            (m.body.as_str(), m.direction, m.state, m.at),
+            (
+                "from an earlier version",
+                Direction::Outgoing,
+                DeliveryState::Delivered,
+                None
+            )
+        );
+        assert!(decode_history(&doc[..doc.len() - 1]).is_err(), "truncated");
     }
 
     #[test]

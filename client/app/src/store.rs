@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::time::{self, Millis};
 use sotto_session::omemo::{DeviceInfo, OmemoEvent, SendError, Trust};
 use sotto_session::{
     Availability, BareJid, ChatMessage, ChatState, Direction, Event, RequestId, RosterItem,
@@ -113,6 +114,9 @@ pub struct Message {
     pub error: Option<String>,
     /// Unique in this store, in arrival order: the key of the message's list item.
     pub seq: u64,
+    /// When it was sent: its delay or archive stamp, else when this device sent or received
+    /// it. `None` only in history saved before times were kept.
+    pub at: Option<Millis>,
 }
 
 /// How far the conversation has been loaded from the server's archive (XEP-0313).
@@ -312,6 +316,8 @@ pub struct Store {
     pub notify_blocked: bool,
     /// New incoming messages not yet offered as notifications.
     pub alerts: Vec<Alert>,
+    /// The wall clock, as the app last set it: the store reads no clock of its own.
+    now: Millis,
 }
 
 impl PartialEq for Store {
@@ -339,6 +345,17 @@ impl Store {
 
     fn touch(&mut self) {
         self.revision = self.revision.wrapping_add(1);
+    }
+
+    /// Sets the wall clock: the time of what is applied next (messages sent and received
+    /// without a stamp of their own).
+    pub fn set_clock(&mut self, now: Millis) {
+        self.now = now;
+    }
+
+    /// The wall clock as last set (day headings are relative to it).
+    pub fn now(&self) -> Millis {
+        self.now
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -421,6 +438,7 @@ impl Store {
                 state: DeliveryState::Sending,
                 error: None,
                 seq,
+                at: Some(self.now),
             },
         );
         self.messages_rev += 1;
@@ -660,6 +678,7 @@ impl Store {
             .insert_at
             .min(conversation.messages.len());
         let incoming = message.direction == Direction::Incoming;
+        let sent_at = time::sent_at(message.delayed.as_deref(), self.now);
         conversation.messages.insert(
             at,
             Message {
@@ -674,6 +693,7 @@ impl Store {
                 },
                 error,
                 seq,
+                at: Some(sent_at),
             },
         );
         conversation.history.insert_at = at + 1;
@@ -919,6 +939,7 @@ impl Store {
         if incoming {
             conversation.typing = false;
         }
+        let at = time::sent_at(message.delayed.as_deref(), self.now);
         push_bounded(
             &mut conversation.messages,
             Message {
@@ -933,6 +954,7 @@ impl Store {
                 },
                 error: error.clone(),
                 seq,
+                at: Some(at),
             },
         );
         self.messages_rev += 1;
@@ -1116,6 +1138,48 @@ mod tests {
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
         store.apply(Event::Message(chat("bob@x/phone", "b2", "again")));
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
+    }
+
+    #[test]
+    fn message_times_are_stamps_or_the_clock() {
+        let at = |s: &str| time::parse_datetime(s).unwrap_or_else(|| unreachable!());
+        let mut store = Store::signing_in(jid("me@x"));
+        let bob = jid("bob@x");
+        store.set_clock(at("2026-12-07T10:00:00Z"));
+        store.sent(&bob, "m1".into(), "hi".into(), true);
+        // Stored offline by the server: its delay stamp.
+        let mut offline = chat("bob@x/phone", "b1", "while you were away");
+        offline.delayed = Some("2026-12-06T22:30:00Z".into());
+        store.apply(Event::Message(offline));
+        store.set_clock(at("2026-12-07T10:05:00Z"));
+        store.apply(Event::Message(chat("bob@x/phone", "b2", "live")));
+        // A stamp in the future is a wrong clock, not a time.
+        let mut future = chat("bob@x/phone", "b3", "from the future");
+        future.delayed = Some("2030-01-01T00:00:00Z".into());
+        store.apply(Event::Message(future));
+        store.history_requested(&bob, RequestId(1));
+        let mut archived = chat("bob@x/phone", "b0", "last week");
+        archived.delayed = Some("2026-11-30T08:00:00.250Z".into());
+        store.apply(Event::ArchivedMessage {
+            request: RequestId(1),
+            archive_id: "a-b0".into(),
+            message: archived,
+        });
+        let times: Vec<(&str, Option<Millis>)> = store.conversations[&bob]
+            .messages
+            .iter()
+            .map(|m| (m.body.as_str(), m.at))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                ("last week", Some(at("2026-11-30T08:00:00.250Z"))),
+                ("hi", Some(at("2026-12-07T10:00:00Z"))),
+                ("while you were away", Some(at("2026-12-06T22:30:00Z"))),
+                ("live", Some(at("2026-12-07T10:05:00Z"))),
+                ("from the future", Some(at("2026-12-07T10:05:00Z"))),
+            ]
+        );
     }
 
     #[test]

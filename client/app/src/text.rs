@@ -287,6 +287,9 @@ pub const STATE_SENDING: &str = "Sending";
 pub const STATE_SENT: &str = "Sent";
 pub const STATE_DELIVERED: &str = "Delivered";
 pub const STATE_FAILED: &str = "Not delivered";
+/// Headings over a conversation's days (older days show their date in the reader's locale).
+pub const TODAY: &str = "Today";
+pub const YESTERDAY: &str = "Yesterday";
 pub const DISMISS: &str = "Dismiss";
 
 pub const ERROR_UNREACHABLE: &str =
