@@ -569,15 +569,15 @@ async fn browser_app_scrolls_back_through_the_archive() -> Result<()> {
             .execute(
                 "return [...document.querySelectorAll('[data-testid=\"message\"]')].map(m => { \
                    const t = m.querySelector('[data-testid=\"message-time\"]'); \
-                   return t ? [Date.parse(t.getAttribute('datetime')), t.textContent] : null; });",
+                   return t ? [Date.parse(t.getAttribute('datetime')), t.textContent, t.title] : null; });",
                 vec![],
             )
             .await?;
-        let times: Vec<Option<(f64, String)>> = serde_json::from_value(times)?;
+        let times: Vec<Option<(f64, String, String)>> = serde_json::from_value(times)?;
         ensure!(times.len() == TOTAL, "{} messages", times.len());
         let mut previous = 0.0;
         for (i, time) in times.iter().enumerate() {
-            let Some((at, shown)) = time else {
+            let Some((at, shown, full)) = time else {
                 bail!("message {i} shows no time");
             };
             ensure!(
@@ -589,6 +589,10 @@ async fn browser_app_scrolls_back_through_the_archive() -> Result<()> {
             ensure!(
                 shown.contains(':') || shown.contains('.') || shown.contains('h'),
                 "message {i}: {shown:?} is not a time of day"
+            );
+            ensure!(
+                full.contains(shown.as_str()) && full.len() > shown.len() + 8,
+                "message {i}: its full date and time {full:?} (shown {shown:?})"
             );
             previous = *at;
         }

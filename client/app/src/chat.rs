@@ -363,7 +363,8 @@ fn message_item(props: &MessageProps) -> Html {
                         if state.is_some() || message.at.is_some() { { " · " } }
                     }
                     if let Some(at) = message.at {
-                        <time datetime={ time::format_datetime(at) } data-testid="message-time">
+                        <time datetime={ time::format_datetime(at) } title={ time::full_date_time(at) }
+                            data-testid="message-time">
                             { time::clock_time(at) }
                         </time>
                         if state.is_some() { { " · " } }

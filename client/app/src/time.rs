@@ -158,21 +158,25 @@ mod local {
     thread_local! {
         static CLOCK: OnceCell<Function> = const { OnceCell::new() };
         static DAY: OnceCell<Function> = const { OnceCell::new() };
+        static MOMENT: OnceCell<Function> = const { OnceCell::new() };
     }
 
-    /// The `format` function of an `Intl.DateTimeFormat` of the reader's locale with one
-    /// option set; made once, since making one costs far more than using it.
+    type Options = &'static [(&'static str, &'static str)];
+
+    /// The `format` function of an `Intl.DateTimeFormat` of the reader's locale with
+    /// `options`; made once, since making one costs far more than using it.
     fn formatter(
         cell: &'static std::thread::LocalKey<OnceCell<Function>>,
-        option: &str,
-        value: &str,
+        options: Options,
     ) -> Function {
         cell.with(|cell| {
             cell.get_or_init(|| {
-                let options = Object::new();
-                // Setting a property on a fresh plain object cannot fail.
-                let _ = Reflect::set(&options, &option.into(), &value.into());
-                Intl::DateTimeFormat::new(&Array::new(), &options).format()
+                let object = Object::new();
+                for (option, value) in options {
+                    // Setting a property on a fresh plain object cannot fail.
+                    let _ = Reflect::set(&object, &(*option).into(), &(*value).into());
+                }
+                Intl::DateTimeFormat::new(&Array::new(), &object).format()
             })
             .clone()
         })
@@ -180,12 +184,11 @@ mod local {
 
     fn format(
         cell: &'static std::thread::LocalKey<OnceCell<Function>>,
-        option: &str,
-        value: &str,
+        options: Options,
         at: Millis,
     ) -> String {
         let date = Date::new(&JsValue::from_f64(at as f64));
-        formatter(cell, option, value)
+        formatter(cell, options)
             .call1(&JsValue::NULL, &date)
             .ok()
             .and_then(|s| s.as_string())
@@ -194,12 +197,21 @@ mod local {
 
     /// The time of day, short ("14:05", "2:05 PM").
     pub fn clock_time(at: Millis) -> String {
-        format(&CLOCK, "timeStyle", "short", at)
+        format(&CLOCK, &[("timeStyle", "short")], at)
     }
 
     /// The whole date ("Monday, 7 December 2026").
     pub fn full_date(at: Millis) -> String {
-        format(&DAY, "dateStyle", "full", at)
+        format(&DAY, &[("dateStyle", "full")], at)
+    }
+
+    /// The date and time ("Monday, 7 December 2026 at 14:05").
+    pub fn full_date_time(at: Millis) -> String {
+        format(
+            &MOMENT,
+            &[("dateStyle", "full"), ("timeStyle", "short")],
+            at,
+        )
     }
 
     /// The local calendar day of `at`, as a number that orders days.
@@ -212,7 +224,7 @@ mod local {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use local::{clock_time, full_date, local_day};
+pub use local::{clock_time, full_date, full_date_time, local_day};
 
 /// The browser is the only place that knows the reader's time zone; natively (unit tests)
 /// times are shown in UTC.
@@ -228,13 +240,17 @@ mod local {
         super::format_datetime(at)[..10].to_owned()
     }
 
+    pub fn full_date_time(at: Millis) -> String {
+        super::format_datetime(at)[..16].replace('T', " ")
+    }
+
     pub fn local_day(at: Millis) -> i64 {
         at.div_euclid(86_400_000)
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use local::{clock_time, full_date, local_day};
+pub use local::{clock_time, full_date, full_date_time, local_day};
 
 /// The heading of the day `at` is on, relative to `now`: today, yesterday, or the full date.
 pub fn day_heading(at: Millis, now: Millis) -> String {
