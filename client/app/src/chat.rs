@@ -341,11 +341,40 @@ fn message_item(props: &MessageProps) -> Html {
         DeliveryState::Received => None,
     };
     let who = if outgoing { text::YOU } else { peer_name };
+    // The line under the text: what it was not, when it was sent, whether it was corrected,
+    // where it is.
+    let mut meta: Vec<Html> = Vec::with_capacity(4);
+    if !message.encrypted {
+        meta.push(html! {
+            <span class="not-e2e" data-testid="message-not-encrypted">
+                { lock_icon(false) }{ text::MESSAGE_NOT_E2E }
+            </span>
+        });
+    }
+    if let Some(at) = message.at {
+        meta.push(html! {
+            <time datetime={ time::format_datetime(at) } title={ time::full_date_time(at) }
+                data-testid="message-time">
+                { time::clock_time(at) }
+            </time>
+        });
+    }
+    if message.edited {
+        meta.push(html! {
+            <span class="edited" data-testid="message-edited" title={ text::MESSAGE_EDITED_HINT }>
+                { text::MESSAGE_EDITED }
+            </span>
+        });
+    }
+    if let Some(state) = state {
+        meta.push(html! { { state } });
+    }
     html! {
         <li class={classes!("message", direction, message.state.attr(), message.error.is_some().then_some("undecryptable"))}
             data-testid="message"
             data-direction={direction} data-encrypted={ if message.encrypted { "true" } else { "false" } }
-            data-state={ message.state.attr() }>
+            data-state={ message.state.attr() }
+            data-edited={ if message.edited { "true" } else { "false" } }>
             <span class="visually-hidden">{ format!("{who}: ") }</span>
             if let Some(error) = &message.error {
                 <p class="body decrypt-error" data-testid="decrypt-error">
@@ -354,22 +383,11 @@ fn message_item(props: &MessageProps) -> Html {
             } else {
                 <p class="body">{ body_html(&message.body) }</p>
             }
-            if state.is_some() || !message.encrypted || message.at.is_some() {
+            if !meta.is_empty() {
                 <span class="meta">
-                    if !message.encrypted {
-                        <span class="not-e2e" data-testid="message-not-encrypted">
-                            { lock_icon(false) }{ text::MESSAGE_NOT_E2E }
-                        </span>
-                        if state.is_some() || message.at.is_some() { { " · " } }
-                    }
-                    if let Some(at) = message.at {
-                        <time datetime={ time::format_datetime(at) } title={ time::full_date_time(at) }
-                            data-testid="message-time">
-                            { time::clock_time(at) }
-                        </time>
-                        if state.is_some() { { " · " } }
-                    }
-                    if let Some(state) = state { { state } }
+                    { for meta.into_iter().enumerate().map(|(i, part)| html! {
+                        <>{ if i > 0 { " · " } else { "" } }{ part }</>
+                    }) }
                 </span>
             }
         </li>

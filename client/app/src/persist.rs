@@ -32,7 +32,7 @@ use sotto_vault::{KdfParams, Vault, VaultError, WrappedKey};
 use zeroize::Zeroizing;
 
 use crate::idb::{Db, StorageError};
-use crate::store::{DeliveryState, Message};
+use crate::store::{DeliveryState, Message, MAX_EDIT_IDS};
 
 /// Most messages kept per conversation on disk (the newest).
 pub const MAX_SAVED_MESSAGES: usize = 500;
@@ -263,6 +263,8 @@ struct SavedMessage {
     error: Option<String>,
     /// Milliseconds since the Unix epoch.
     at: Option<i64>,
+    edited: bool,
+    edit_ids: Vec<String>,
 }
 
 /// A message of a version 2 history document, which had no times.
@@ -287,6 +289,8 @@ impl From<UntimedMessage> for SavedMessage {
             state: m.state,
             error: m.error,
             at: None,
+            edited: false,
+            edit_ids: Vec::new(),
         }
     }
 }
@@ -388,6 +392,8 @@ pub fn encode_history(conversations: &[(BareJid, Vec<Message>)]) -> Zeroizing<Ve
                             .to_owned(),
                             error: m.error.clone(),
                             at: m.at,
+                            edited: m.edited,
+                            edit_ids: m.edit_ids.clone(),
                         }
                     })
                     .collect(),
@@ -459,6 +465,8 @@ pub fn decode_history(bytes: &[u8]) -> Result<Vec<(BareJid, Vec<Message>)>, Keep
                 error: m.error.clone(),
                 seq: 0,
                 at: m.at,
+                edited: m.edited,
+                edit_ids: m.edit_ids.iter().take(MAX_EDIT_IDS).cloned().collect(),
             })
             .collect();
         out.push((peer, messages));
@@ -485,6 +493,8 @@ mod tests {
             error: None,
             seq,
             at: Some(1_796_640_000_000 + seq as i64 * 1000),
+            edited: false,
+            edit_ids: Vec::new(),
         }
     }
 

@@ -14,6 +14,8 @@ use sotto_session::{
 
 /// Most messages kept per conversation in memory; older ones are dropped first.
 pub const MAX_MESSAGES_PER_CONVERSATION: usize = 2000;
+/// Most ids of corrections (XEP-0308) remembered per message; the oldest are forgotten first.
+pub const MAX_EDIT_IDS: usize = 16;
 /// Most pending subscription requests shown.
 pub const MAX_REQUESTS: usize = 200;
 /// Most unanswered "new device" warnings kept.
@@ -117,6 +119,68 @@ pub struct Message {
     /// When it was sent: its delay or archive stamp, else when this device sent or received
     /// it. `None` only in history saved before times were kept.
     pub at: Option<Millis>,
+    /// The sender corrected it (XEP-0308): `body` is the latest text.
+    pub edited: bool,
+    /// Other ids that name this message: its corrections', or, for a correction whose
+    /// original was never seen, the original's (so that a later copy of that is not shown).
+    pub edit_ids: Vec<String>,
+}
+
+impl Message {
+    /// Whether `id` names this message (its own id or one of its corrections').
+    fn is_named(&self, id: &str) -> bool {
+        self.id.as_deref() == Some(id) || self.edit_ids.iter().any(|e| e == id)
+    }
+}
+
+/// The id of the original a correction stands in for when that original is not in
+/// `messages` (it was never received, or is in an archive page not loaded yet).
+fn unseen_original(
+    messages: &[Message],
+    direction: Direction,
+    replaces: Option<String>,
+) -> Option<String> {
+    let replaces = replaces?;
+    let seen = messages
+        .iter()
+        .any(|m| m.direction == direction && m.is_named(&replaces));
+    (!seen).then_some(replaces)
+}
+
+/// Applies a correction of the message `replaces` names, from the same side of the
+/// conversation, to that message in `messages`. Returns whether one was corrected.
+fn apply_correction(
+    messages: &mut [Message],
+    direction: Direction,
+    replaces: &str,
+    correction_id: Option<&str>,
+    body: &str,
+    encrypted: bool,
+) -> bool {
+    let Some(original) = messages
+        .iter_mut()
+        .rev()
+        .find(|m| m.direction == direction && m.is_named(replaces))
+    else {
+        return false;
+    };
+    // Text that was not end-to-end encrypted never replaces text that was: anyone on the path
+    // could write it.
+    if original.encrypted && !encrypted {
+        return false;
+    }
+    original.body = body.to_owned();
+    original.error = None;
+    original.edited = true;
+    if let Some(id) = correction_id {
+        if !original.is_named(id) {
+            if original.edit_ids.len() >= MAX_EDIT_IDS {
+                original.edit_ids.remove(0);
+            }
+            original.edit_ids.push(id.to_owned());
+        }
+    }
+    true
 }
 
 /// How far the conversation has been loaded from the server's archive (XEP-0313).
@@ -439,6 +503,8 @@ impl Store {
                 error: None,
                 seq,
                 at: Some(self.now),
+                edited: false,
+                edit_ids: Vec::new(),
             },
         );
         self.messages_rev += 1;
@@ -659,16 +725,35 @@ impl Store {
         if body.is_empty() && error.is_none() {
             return true;
         }
-        // Messages that arrived live (or were sent from here) are in the archive too.
+        // Messages that arrived live (or were sent from here) are in the archive too; so are
+        // originals whose correction is already shown.
         if let Some(id) = &message.id {
             if conversation
                 .messages
                 .iter()
-                .any(|m| m.direction == message.direction && m.id.as_ref() == Some(id))
+                .any(|m| m.direction == message.direction && m.is_named(id))
             {
                 return true;
             }
         }
+        // A correction of a message of this page (pages arrive oldest first) or a later one.
+        if let Some(replaces) = &message.replaces {
+            if error.is_none()
+                && apply_correction(
+                    &mut conversation.messages,
+                    message.direction,
+                    replaces,
+                    message.id.as_deref(),
+                    &body,
+                    encrypted,
+                )
+            {
+                self.messages_rev += 1;
+                return true;
+            }
+        }
+        let stands_for =
+            unseen_original(&conversation.messages, message.direction, message.replaces);
         if conversation.messages.len() >= MAX_MESSAGES_PER_CONVERSATION {
             conversation.history.complete = true;
             return true;
@@ -694,6 +779,8 @@ impl Store {
                 error,
                 seq,
                 at: Some(sent_at),
+                edited: stands_for.is_some(),
+                edit_ids: stands_for.into_iter().collect(),
             },
         );
         conversation.history.insert_at = at + 1;
@@ -930,11 +1017,30 @@ impl Store {
                 .iter()
                 .rev()
                 .take(200)
-                .any(|m| m.direction == message.direction && m.id.as_ref() == Some(id))
+                .any(|m| m.direction == message.direction && m.is_named(id))
             {
                 return;
             }
         }
+        // A correction (XEP-0308) changes the message it names, quietly: no unread count, no
+        // notification. One whose original is not here is shown as a message of its own.
+        if let Some(replaces) = &message.replaces {
+            if error.is_none()
+                && apply_correction(
+                    &mut conversation.messages,
+                    message.direction,
+                    replaces,
+                    message.id.as_deref(),
+                    &body,
+                    encrypted,
+                )
+            {
+                self.messages_rev += 1;
+                return;
+            }
+        }
+        let stands_for =
+            unseen_original(&conversation.messages, message.direction, message.replaces);
         let incoming = message.direction == Direction::Incoming;
         if incoming {
             conversation.typing = false;
@@ -955,6 +1061,8 @@ impl Store {
                 error: error.clone(),
                 seq,
                 at: Some(at),
+                edited: stands_for.is_some(),
+                edit_ids: stands_for.into_iter().collect(),
             },
         );
         self.messages_rev += 1;
@@ -1073,6 +1181,7 @@ mod tests {
             body: Some(body.into()),
             receipt_requested: true,
             delayed: None,
+            replaces: None,
             stanza: minidom::Element::bare("message", "jabber:client"),
         }
     }
@@ -1180,6 +1289,93 @@ mod tests {
                 ("from the future", Some(at("2026-12-07T10:05:00Z"))),
             ]
         );
+    }
+
+    #[test]
+    fn corrections_replace_the_text_they_name_quietly() {
+        let mut store = Store::signing_in(jid("me@x"));
+        let bob = jid("bob@x");
+        store.apply(Event::Roster(vec![item("bob@x", None, Subscription::Both)]));
+        let correction = |id: &str, replaces: &str, body: &str| {
+            let mut m = chat("bob@x/phone", id, body);
+            m.replaces = Some(replaces.into());
+            m
+        };
+        let shown = |s: &Store| -> Vec<(String, bool)> {
+            s.conversations[&bob]
+                .messages
+                .iter()
+                .map(|m| (m.body.clone(), m.edited))
+                .collect()
+        };
+        store.apply(Event::Message(chat("bob@x/phone", "m1", "teh cat")));
+        store.apply(Event::Message(chat("bob@x/phone", "m2", "second")));
+        let unread = store.contacts[&bob].unread;
+        store.apply(Event::Message(correction("c1", "m1", "the cat")));
+        // A further correction may name the original or the previous correction.
+        store.apply(Event::Message(correction("c2", "c1", "the cat!")));
+        store.apply(Event::Message(correction("c3", "m1", "the cat!!")));
+        assert_eq!(
+            shown(&store),
+            [("the cat!!".into(), true), ("second".into(), false)]
+        );
+        assert_eq!(store.contacts[&bob].unread, unread, "corrections are quiet");
+        // A correction repeated (carbons, resumption) changes nothing.
+        store.apply(Event::Message(correction("c2", "c1", "the cat!")));
+        assert_eq!(shown(&store)[0].0, "the cat!!");
+        // Our own messages are corrected only by our own corrections (carbons).
+        store.sent(&bob, "o1".into(), "mine".into(), false);
+        store.apply(Event::Message(correction(
+            "c4",
+            "o1",
+            "not bob's to change",
+        )));
+        assert_eq!(shown(&store)[2], ("mine".into(), false));
+        assert_eq!(shown(&store)[3], ("not bob's to change".into(), true));
+
+        // Encrypted text is never replaced by text that was not.
+        store.apply_omemo(OmemoEvent::Message {
+            message: chat("bob@x/phone", "e1", "secret"),
+            device: 1,
+            fingerprint: sotto_omemo::fingerprint::Fingerprint::from_curve25519_public(&[1; 32]),
+            trust: Trust::Verified,
+        });
+        store.apply(Event::Message(correction("c5", "e1", "plaintext rewrite")));
+        let messages = &store.conversations[&bob].messages;
+        assert_eq!(messages[4].body, "secret");
+        assert!(!messages[4].edited);
+        assert_eq!(messages[5].body, "plaintext rewrite");
+        assert!(!messages[5].edited && !messages[5].encrypted);
+        store.apply_omemo(OmemoEvent::Message {
+            message: correction("c6", "e1", "secret, corrected"),
+            device: 1,
+            fingerprint: sotto_omemo::fingerprint::Fingerprint::from_curve25519_public(&[1; 32]),
+            trust: Trust::Verified,
+        });
+        assert_eq!(
+            store.conversations[&bob].messages[4].body,
+            "secret, corrected"
+        );
+        assert!(store.conversations[&bob].messages[4].edited);
+
+        // A correction of a message not loaded yet stands in for it: the archive's copy of the
+        // original, loaded later, is not shown again.
+        let carol = jid("carol@x");
+        let mut late = chat("carol@x/pc", "k2", "fixed text");
+        late.replaces = Some("k1".into());
+        store.apply(Event::Message(late));
+        store.history_requested(&carol, RequestId(7));
+        store.apply(Event::ArchivedMessage {
+            request: RequestId(7),
+            archive_id: "a-k1".into(),
+            message: chat("carol@x/pc", "k1", "fixd txt"),
+        });
+        let bodies: Vec<(&str, bool)> = store.conversations[&carol]
+            .messages
+            .iter()
+            .map(|m| (m.body.as_str(), m.edited))
+            .collect();
+        assert_eq!(bodies, [("fixed text", true)]);
     }
 
     #[test]

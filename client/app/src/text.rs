@@ -287,6 +287,9 @@ pub const STATE_SENDING: &str = "Sending";
 pub const STATE_SENT: &str = "Sent";
 pub const STATE_DELIVERED: &str = "Delivered";
 pub const STATE_FAILED: &str = "Not delivered";
+/// Beside a message its sender corrected (XEP-0308).
+pub const MESSAGE_EDITED: &str = "edited";
+pub const MESSAGE_EDITED_HINT: &str = "The sender corrected this message; this is the latest text.";
 /// Headings over a conversation's days (older days show their date in the reader's locale).
 pub const TODAY: &str = "Today";
 pub const YESTERDAY: &str = "Yesterday";

@@ -80,6 +80,9 @@ pub struct ChatMessage {
     pub receipt_requested: bool,
     /// XEP-0203 delay timestamp, if the server stored it for us.
     pub delayed: Option<String>,
+    /// XEP-0308: the id of the earlier message this one corrects (its text replaces that
+    /// message's, if it came from the same sender).
+    pub replaces: Option<String>,
     /// The whole stanza, for layers above (OMEMO reads its `<encrypted/>` element).
     pub stanza: minidom::Element,
 }

@@ -16,6 +16,8 @@ pub const DELAY: &str = "urn:xmpp:delay";
 pub const RECEIPTS: &str = "urn:xmpp:receipts";
 pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub const SID: &str = "urn:xmpp:sid:0";
+/// XEP-0308 Last Message Correction.
+pub const CORRECT: &str = "urn:xmpp:message-correct:0";
 pub const PING: &str = "urn:xmpp:ping";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const CAPS: &str = "http://jabber.org/protocol/caps";

@@ -1431,6 +1431,7 @@ impl Session {
             .get_child("delay", ns::DELAY)
             .and_then(|d| d.attr("stamp"))
             .map(str::to_owned);
+        let replaces = replaced_id(&message);
         self.events.push_back(Event::Message(ChatMessage {
             id,
             from,
@@ -1441,6 +1442,7 @@ impl Session {
             body,
             receipt_requested,
             delayed,
+            replaces,
             stanza: message,
         }));
     }
@@ -1468,8 +1470,9 @@ impl Session {
 }
 
 /// The features we advertise (XEP-0030), also hashed into our XEP-0115 caps.
-pub const FEATURES: [&str; 7] = [
+pub const FEATURES: [&str; 8] = [
     ns::CHATSTATES,
+    ns::CORRECT,
     ns::DISCO_INFO,
     ns::CAPS,
     ns::CARBONS,
@@ -1477,6 +1480,15 @@ pub const FEATURES: [&str; 7] = [
     ns::RECEIPTS,
     ns::SID,
 ];
+
+/// The id a message's XEP-0308 `<replace/>` names, if it has a usable one.
+pub(crate) fn replaced_id(message: &Element) -> Option<String> {
+    message
+        .get_child("replace", ns::CORRECT)
+        .and_then(|r| r.attr("id"))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
 
 fn disco_info(node: Option<&str>, extra: &[String]) -> Element {
     let mut query = Element::builder("query", ns::DISCO_INFO);

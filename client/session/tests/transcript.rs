@@ -314,6 +314,28 @@ fn forged_carbons_are_ignored_and_real_ones_delivered() {
 }
 
 #[test]
+fn corrections_name_the_message_they_replace() {
+    let mut s = online();
+    events(&mut s);
+    s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='c1'><body>the right text</body><replace xmlns='urn:xmpp:message-correct:0' id='m1'/></message>", t(5));
+    s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='c2'><body>not one</body><replace xmlns='urn:example:other' id='m1'/></message>", t(6));
+    s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='c3'><body>nor this</body><replace xmlns='urn:xmpp:message-correct:0' id=''/></message>", t(7));
+    let replaces: Vec<Option<String>> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.replaces),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replaces, [Some("m1".to_owned()), None, None]);
+    // Advertised, so that other clients know corrections are shown as corrections.
+    s.handle_frame("<iq xmlns='jabber:client' type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>", t(8));
+    assert!(sent(&mut s)
+        .iter()
+        .any(|f| attr(f, "id") == "d1" && f.contains("urn:xmpp:message-correct:0")));
+}
+
+#[test]
 fn stream_errors_are_surfaced_and_downgrading_redirects_refused() {
     let mut s = online();
     events(&mut s);

@@ -531,6 +531,7 @@ impl Session {
                     body,
                     receipt_requested: false,
                     delayed: stamp,
+                    replaces: super::replaced_id(inner),
                     stanza: inner.clone(),
                 },
             });
