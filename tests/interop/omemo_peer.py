@@ -17,6 +17,7 @@ Configuration (environment):
 Commands (stdin):
   {"cmd": "send", "to": JID, "body": TEXT}          OMEMO-encrypted chat message
   {"cmd": "send_plain", "to": JID, "body": TEXT}    unencrypted chat message
+      (both take "replace": ID to send a correction of message ID, XEP-0308)
   {"cmd": "send_tampered", "to": JID, "body": TEXT, "part": "payload"|"key"}
                                                      encrypted, then one bit flipped in the
                                                      payload or in every key element
@@ -39,6 +40,7 @@ import json
 import logging
 import os
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Optional
 
@@ -125,6 +127,21 @@ if OMEMO:
                 )
 
     register_plugin(PeerOmemo)
+
+
+CORRECT_NS = "urn:xmpp:message-correct:0"
+
+
+def add_replace(message: Message, replaces: Optional[str]) -> None:
+    """Makes `message` a correction (XEP-0308) of the message with id `replaces`; outside the
+    OMEMO element, where XEP-0308 and OMEMO 0.3 clients put it."""
+    if replaces:
+        ET.SubElement(message.xml, f"{{{CORRECT_NS}}}replace", {"id": replaces})
+
+
+def replaced_id(stanza: Message) -> Optional[str]:
+    replace = stanza.xml.find(f"{{{CORRECT_NS}}}replace")
+    return None if replace is None else replace.get("id")
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -216,13 +233,14 @@ class Peer(ClientXMPP):
                     emit(
                         "message",
                         **{"from": sender, "body": body, "encrypted": True, "device": device.device_id,
-                           "id": stanza["id"]},
+                           "id": stanza["id"], "replace": replaced_id(stanza)},
                     )
                 else:
                     emit("key_transport", **{"from": sender, "device": device.device_id})
                 return
         if stanza["body"]:
-            emit("message", **{"from": sender, "body": stanza["body"], "encrypted": False, "id": stanza["id"]})
+            emit("message", **{"from": sender, "body": stanza["body"], "encrypted": False, "id": stanza["id"],
+                               "replace": replaced_id(stanza)})
 
     async def encrypted(self, to: str, body: str) -> Message:
         message = self.make_message(mto=JID(to), mtype="chat")
@@ -248,6 +266,7 @@ class Peer(ClientXMPP):
             return False
         if kind == "send":
             message = await self.encrypted(cmd["to"], cmd["body"])
+            add_replace(message, cmd.get("replace"))
             message.send()
             self.last = message
             emit("sent", id=message["id"])
@@ -272,6 +291,7 @@ class Peer(ClientXMPP):
             emit("done", cmd=kind)
         elif kind == "send_plain":
             message = self.make_message(mto=JID(cmd["to"]), mbody=cmd["body"], mtype="chat")
+            add_replace(message, cmd.get("replace"))
             message.send()
             emit("sent", id=message["id"])
         elif kind == "send_tampered":

@@ -288,6 +288,20 @@ impl PyPeer {
         Ok(sent["id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// An OMEMO-encrypted correction (XEP-0308) of the message `replaces`; waits for `sent`
+    /// and returns the correction's stanza id.
+    pub async fn send_correction(
+        &mut self,
+        to: &str,
+        body: &str,
+        replaces: &str,
+    ) -> Result<String> {
+        self.command(json!({"cmd": "send", "to": to, "body": body, "replace": replaces}))
+            .await?;
+        let sent = self.expect("sent", |_| true).await?;
+        Ok(sent["id"].as_str().unwrap_or_default().to_owned())
+    }
+
     /// A plaintext message; waits for `sent`.
     pub async fn send_plain(&mut self, to: &str, body: &str) -> Result<String> {
         self.command(json!({"cmd": "send_plain", "to": to, "body": body}))

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    click, contact_css, dist_dir, message_css, type_into, wait_attr, wait_css, wait_css_text,
+    click, contact_css, dist_dir, message_css, save_screenshot, type_into, wait_attr, wait_css,
+    wait_css_text,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
@@ -100,7 +101,7 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
         ensure!(got["body"] == to_bob && got["encrypted"] == true, "{got}");
 
         // slixmpp-omemo → the app.
-        bob.send("alice@localhost", to_alice).await?;
+        let original = bob.send("alice@localhost", to_alice).await?;
         let shown = wait_css_text(alice, &message_css("in"), to_alice, STEP)
             .await
             .context("bob's message was not decrypted by the app")?;
@@ -108,6 +109,45 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
             shown.attr("data-encrypted").await?.as_deref() == Some("true"),
             "shown as not encrypted"
         );
+
+        // bob corrects it (XEP-0308, as Conversations and Dino do): the same message shows the
+        // new text, marked as edited, and no second message appears.
+        let corrected = "interop browser secret: from slixmpp-omemo, corrected";
+        bob.send_correction("alice@localhost", corrected, &original)
+            .await?;
+        wait_css_text(alice, &message_css("in"), corrected, STEP)
+            .await
+            .context("the correction was not applied")?;
+        let incoming = alice
+            .client()
+            .find_all(Locator::Css(&message_css("in")))
+            .await?;
+        ensure!(incoming.len() == 1, "{} incoming messages", incoming.len());
+        ensure!(incoming[0].attr("data-edited").await?.as_deref() == Some("true"));
+        ensure!(incoming[0].attr("data-encrypted").await?.as_deref() == Some("true"));
+        incoming[0]
+            .find(Locator::Css("[data-testid=\"message-edited\"]"))
+            .await
+            .context("no \"edited\" mark")?;
+        save_screenshot(alice, "omemo-corrected").await?;
+        // An unencrypted "correction" does not rewrite encrypted text.
+        bob.command(
+            serde_json::json!({"cmd": "send_plain", "to": "alice@localhost",
+            "body": "an unencrypted rewrite", "replace": original}),
+        )
+        .await?;
+        bob.expect("sent", |_| true).await?;
+        wait_css_text(alice, &message_css("in"), "an unencrypted rewrite", STEP).await?;
+        let texts = alice
+            .client()
+            .find_all(Locator::Css(&message_css("in")))
+            .await?;
+        ensure!(texts.len() == 2, "{} incoming messages", texts.len());
+        ensure!(
+            texts[0].text().await?.contains(corrected),
+            "encrypted text rewritten"
+        );
+        ensure!(texts[1].attr("data-encrypted").await?.as_deref() == Some("false"));
         ensure!(
             alice
                 .client()

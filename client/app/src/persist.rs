@@ -570,11 +570,19 @@ mod tests {
             DeliveryState::Received,
         );
         untimed.at = None;
+        untimed.edited = true;
+        untimed.edit_ids = vec!["c1".into(), "c2".into()];
         let timed = message(1, "hello", Direction::Outgoing, DeliveryState::Delivered);
-        let doc = encode_history(&[(bob.clone(), vec![timed.clone(), untimed])]);
+        let doc = encode_history(&[(bob.clone(), vec![timed.clone(), untimed.clone()])]);
         let back = decode_history(&doc).expect("decode");
         assert_eq!(back[0].1[0].at, timed.at);
         assert_eq!(back[0].1[1].at, None);
+        assert!(!back[0].1[0].edited);
+        assert_eq!(
+            (back[0].1[1].edited, &back[0].1[1].edit_ids),
+            (true, &untimed.edit_ids),
+            "corrections are remembered"
+        );
 
         // A version 2 document, field by field as postcard lays out its structs.
         type Untimed = (Option<String>, bool, String, bool, String, Option<String>);
