@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    click, contact_css, dist_dir, message_css, save_screenshot, type_into, wait_attr, wait_css,
-    wait_css_text,
+    click, contact_css, count, dist_dir, message_css, save_screenshot, type_into, wait_attr,
+    wait_css, wait_css_text, wait_gone,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
@@ -21,6 +21,8 @@ use sotto_tests::pypeer::{PeerOptions, PyPeer};
 const LOAD: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(20);
 const ENTER: &str = "\u{E007}";
+const ARROW_UP: &str = "\u{E013}";
+const ESCAPE: &str = "\u{E00C}";
 
 async fn wait_connection_online(b: &Browser) -> Result<()> {
     let deadline = tokio::time::Instant::now() + STEP;
@@ -99,6 +101,37 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
         );
         let got = bob.expect("message", |_| true).await?;
         ensure!(got["body"] == to_bob && got["encrypted"] == true, "{got}");
+        ensure!(got["replace"].is_null(), "{got}");
+
+        // alice corrects it: the Up arrow in the empty box brings her last message back, Escape
+        // gives that up, and the second time Enter sends the correction. slixmpp-omemo gets
+        // it encrypted, naming the original (XEP-0308).
+        type_into(alice, "chat-input", ARROW_UP).await?;
+        alice.wait_for_testid("chat-editing", STEP).await?;
+        type_into(alice, "chat-input", ESCAPE).await?;
+        wait_gone(alice, "[data-testid=\"chat-editing\"]", STEP).await?;
+        ensure!(
+            count(alice, "[data-testid=\"lock-state\"]").await? == 1,
+            "Escape left the conversation instead of the correction"
+        );
+        let fixed = format!("{to_bob}, corrected");
+        type_into(alice, "chat-input", ARROW_UP).await?;
+        alice.wait_for_testid("chat-editing", STEP).await?;
+        type_into(alice, "chat-input", &format!(", corrected{ENTER}")).await?;
+        let correction = bob.expect("message", |_| true).await?;
+        ensure!(
+            correction["body"] == fixed.as_str()
+                && correction["encrypted"] == true
+                && correction["replace"] == got["id"],
+            "{correction} (the original: {got})"
+        );
+        let outgoing = alice
+            .client()
+            .find_all(Locator::Css(&message_css("out")))
+            .await?;
+        ensure!(outgoing.len() == 1, "{} outgoing messages", outgoing.len());
+        ensure!(outgoing[0].text().await?.contains(&fixed));
+        ensure!(outgoing[0].attr("data-edited").await?.as_deref() == Some("true"));
 
         // slixmpp-omemo → the app.
         let original = bob.send("alice@localhost", to_alice).await?;

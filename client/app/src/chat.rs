@@ -291,7 +291,8 @@ pub fn chat_view(props: &Props) -> Html {
                     { text::blocked_note(&name) }
                 </p>
             } else {
-                <Composer key={ peer.to_string() } on_action={ props.on_action.clone() } />
+                <Composer key={ peer.to_string() } on_action={ props.on_action.clone() }
+                    last_own={ store.last_correctable(&peer) } />
             }
         </section>
     }
@@ -477,25 +478,35 @@ pub fn plaintext_dialog(props: &PlaintextProps) -> Html {
 #[derive(Properties, PartialEq)]
 struct ComposerProps {
     on_action: Callback<Action>,
+    /// Our last message if it can be corrected: its id and text.
+    last_own: Option<(String, String)>,
 }
 
-/// The message box: Enter sends, Shift+Enter starts a new line; typing notifications.
+/// The message box: Enter sends, Shift+Enter starts a new line; typing notifications. The Up
+/// arrow in an empty box corrects our last message (as in Conversations, Dino and Gajim);
+/// Escape gives up the correction.
 #[function_component(Composer)]
 fn composer(props: &ComposerProps) -> Html {
     let text_state = use_state(String::new);
+    // The id of the message being corrected, and its text as it was.
+    let editing = use_state(|| None::<(String, String)>);
     let typing = use_mut_ref(|| false);
     let input = use_node_ref();
     {
-        // Focus the box when a conversation opens.
+        // Focus the box when a conversation opens, and with the caret after the text when a
+        // correction begins or ends.
         let input = input.clone();
-        use_effect_with((), move |_| {
-            if let Some(el) = input.cast::<HtmlElement>() {
+        use_effect_with(editing.is_some(), move |_| {
+            if let Some(el) = input.cast::<HtmlTextAreaElement>() {
                 let _ = el.focus();
+                let end = el.value().encode_utf16().count() as u32;
+                let _ = el.set_selection_range(end, end);
             }
         });
     }
     let send = {
         let text_state = text_state.clone();
+        let editing = editing.clone();
         let typing = typing.clone();
         let on_action = props.on_action.clone();
         Callback::from(move |()| {
@@ -503,9 +514,28 @@ fn composer(props: &ComposerProps) -> Html {
             if body.is_empty() {
                 return;
             }
-            on_action.emit(Action::Send(body));
+            match &*editing {
+                Some((replaces, before)) => {
+                    if body != before.trim() {
+                        on_action.emit(Action::Correct {
+                            replaces: replaces.clone(),
+                            body,
+                        });
+                    }
+                    editing.set(None);
+                }
+                None => on_action.emit(Action::Send(body)),
+            }
             // The message itself carries <active/>.
             *typing.borrow_mut() = false;
+            text_state.set(String::new());
+        })
+    };
+    let cancel_edit = {
+        let text_state = text_state.clone();
+        let editing = editing.clone();
+        Callback::from(move |()| {
+            editing.set(None);
             text_state.set(String::new());
         })
     };
@@ -528,10 +558,26 @@ fn composer(props: &ComposerProps) -> Html {
     };
     let on_keydown = {
         let send = send.clone();
+        let cancel_edit = cancel_edit.clone();
+        let text_state = text_state.clone();
+        let editing = editing.clone();
+        let last_own = props.last_own.clone();
         Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
+            let key = e.key();
+            if key == "Enter" && !e.shift_key() && !e.is_composing() {
                 e.prevent_default();
                 send.emit(());
+            } else if key == "ArrowUp" && text_state.is_empty() && editing.is_none() {
+                if let Some((id, body)) = &last_own {
+                    e.prevent_default();
+                    text_state.set(body.clone());
+                    editing.set(Some((id.clone(), body.clone())));
+                }
+            } else if key == "Escape" && editing.is_some() {
+                // Gives up the correction only; the conversation stays open.
+                e.prevent_default();
+                e.stop_propagation();
+                cancel_edit.emit(());
             }
         })
     };
@@ -539,7 +585,16 @@ fn composer(props: &ComposerProps) -> Html {
         e.prevent_default();
         send.emit(());
     });
+    let on_cancel = cancel_edit.reform(|_: MouseEvent| ());
     html! {
+        <>
+        if editing.is_some() {
+            <p class="composer-editing" data-testid="chat-editing" role="status">
+                <span>{ text::CHAT_EDITING }</span>
+                <button type="button" class="button subtle" data-testid="chat-edit-cancel"
+                    onclick={on_cancel}>{ text::CHAT_EDIT_CANCEL }</button>
+            </p>
+        }
         // autocomplete="off" on the form (that is where Chromium looks): the browser keeps no
         // copy of a draft in the tab's restorable form state (docs/SECURITY.md §6).
         <form class="composer" onsubmit={on_submit} autocomplete="off">
@@ -548,8 +603,11 @@ fn composer(props: &ComposerProps) -> Html {
                 autocomplete="off"
                 placeholder={ text::CHAT_INPUT_PLACEHOLDER } value={ (*text_state).clone() }
                 oninput={on_input} onkeydown={on_keydown} maxlength="20000" />
-            <button type="submit" class="button primary" data-testid="chat-send">{ text::CHAT_SEND }</button>
+            <button type="submit" class="button primary" data-testid="chat-send">
+                { if editing.is_some() { text::CHAT_SEND_CORRECTION } else { text::CHAT_SEND } }
+            </button>
         </form>
+        </>
     }
 }
 

@@ -56,6 +56,13 @@ pub enum Action {
     Back,
     /// Send a message in the open conversation.
     Send(String),
+    /// Correct our message `replaces` in the open conversation with `body` (XEP-0308).
+    Correct {
+        /// The original id of the message corrected.
+        replaces: String,
+        /// Its new text.
+        body: String,
+    },
     /// Load the open conversation's previous page from the server's archive.
     LoadEarlier,
     /// We started (`true`) or stopped typing in the open conversation.

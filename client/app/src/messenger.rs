@@ -887,6 +887,33 @@ impl Messenger {
                 }
                 self.apply(notices);
             }
+            Action::Correct { replaces, body } => {
+                let Some(peer) = self.store.active.clone() else {
+                    return;
+                };
+                let body = body.trim().to_owned();
+                // Only what the composer offered: our last message, sent encrypted.
+                if body.is_empty()
+                    || self.store.last_correctable(&peer).map(|(id, _)| id)
+                        != Some(replaces.clone())
+                {
+                    return;
+                }
+                let Some(driver) = self.driver.as_mut() else {
+                    return;
+                };
+                let (result, notices) = driver.command_e2e(|omemo, session| {
+                    omemo.send_encrypted_correction(session, &peer, &body, &replaces)
+                });
+                self.device_dirty = true;
+                match result {
+                    Ok(id) => {
+                        self.store().corrected(&peer, &replaces, id, body);
+                    }
+                    Err(e) => self.store().set_notice(Some(text::send_error(&e))),
+                }
+                self.apply(notices);
+            }
             Action::ConfirmPlaintext => {
                 if let Some(prompt) = self.store().take_plaintext_prompt(true) {
                     self.send_plaintext(prompt.peer, prompt.body);

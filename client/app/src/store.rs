@@ -131,6 +131,15 @@ impl Message {
     fn is_named(&self, id: &str) -> bool {
         self.id.as_deref() == Some(id) || self.edit_ids.iter().any(|e| e == id)
     }
+
+    /// The id of the latest stanza that carried this message's text (its last correction's,
+    /// if it has one): acks, receipts and errors of that one tell where the text is.
+    fn latest_id(&self) -> Option<&str> {
+        self.edit_ids
+            .last()
+            .or(self.id.as_ref())
+            .map(String::as_str)
+    }
 }
 
 /// The id of the original a correction stands in for when that original is not in
@@ -509,6 +518,51 @@ impl Store {
         );
         self.messages_rev += 1;
         self.touch();
+    }
+
+    /// Records a correction of our message `replaces` that we just handed to OMEMO: the
+    /// message shows the new text and is on its way again. Returns whether it was there.
+    pub fn corrected(&mut self, peer: &BareJid, replaces: &str, id: String, body: String) -> bool {
+        self.touch();
+        let Some(conversation) = self.conversations.get_mut(peer) else {
+            return false;
+        };
+        let messages = &mut conversation.messages;
+        if !apply_correction(
+            messages,
+            Direction::Outgoing,
+            replaces,
+            Some(&id),
+            &body,
+            true,
+        ) {
+            return false;
+        }
+        if let Some(message) = messages
+            .iter_mut()
+            .rev()
+            .find(|m| m.direction == Direction::Outgoing && m.is_named(&id))
+        {
+            message.state = DeliveryState::Sending;
+        }
+        self.messages_rev += 1;
+        true
+    }
+
+    /// Our last message to `peer` if it can be corrected: sent encrypted (a correction goes
+    /// the same way) and not failed. Its original id (XEP-0308: every correction names the
+    /// original) and its text.
+    pub fn last_correctable(&self, peer: &BareJid) -> Option<(String, String)> {
+        let message = self
+            .conversations
+            .get(peer)?
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.direction == Direction::Outgoing)?;
+        (message.encrypted && message.state != DeliveryState::Failed && message.error.is_none())
+            .then(|| Some((message.id.clone()?, message.body.clone())))
+            .flatten()
     }
 
     /// The lock state of a conversation.
@@ -905,7 +959,7 @@ impl Store {
                 if let Some(conversation) = self.conversations.get_mut(&peer) {
                     for message in conversation.messages.iter_mut().rev() {
                         if message.direction == Direction::Outgoing
-                            && message.id.as_deref() == Some(id.as_str())
+                            && message.latest_id() == Some(id.as_str())
                         {
                             message.state = DeliveryState::Delivered;
                             self.messages_rev += 1;
@@ -978,7 +1032,7 @@ impl Store {
                 .messages
                 .iter_mut()
                 .rev()
-                .find(|m| m.direction == Direction::Outgoing && m.id.as_deref() == Some(id))
+                .find(|m| m.direction == Direction::Outgoing && m.latest_id() == Some(id))
             {
                 message.state = f(message.state);
                 self.messages_rev += 1;
@@ -1376,6 +1430,51 @@ mod tests {
             .map(|m| (m.body.as_str(), m.edited))
             .collect();
         assert_eq!(bodies, [("fixed text", true)]);
+    }
+
+    #[test]
+    fn our_corrections_replace_our_last_message_and_track_their_own_delivery() {
+        let mut store = Store::signing_in(jid("me@x"));
+        let bob = jid("bob@x");
+        assert_eq!(store.last_correctable(&bob), None);
+        store.sent(&bob, "m1".into(), "helo".into(), true);
+        store.apply(Event::Receipt {
+            from: "bob@x/phone".parse().unwrap_or_else(|_| unreachable!()),
+            id: "m1".into(),
+        });
+        assert_eq!(
+            store.last_correctable(&bob),
+            Some(("m1".into(), "helo".into()))
+        );
+        assert!(store.corrected(&bob, "m1", "c1".into(), "hello".into()));
+        let message = |s: &Store| s.conversations[&bob].messages[0].clone();
+        assert_eq!(
+            (message(&store).body.as_str(), message(&store).edited),
+            ("hello", true)
+        );
+        assert_eq!(message(&store).state, DeliveryState::Sending);
+        // The original's late receipt says nothing of the correction; the correction's does.
+        store.apply(Event::Receipt {
+            from: "bob@x/phone".parse().unwrap_or_else(|_| unreachable!()),
+            id: "m1".into(),
+        });
+        assert_eq!(message(&store).state, DeliveryState::Sending);
+        store.apply(Event::MessageAcked { id: "c1".into() });
+        assert_eq!(message(&store).state, DeliveryState::Sent);
+        store.apply(Event::Receipt {
+            from: "bob@x/phone".parse().unwrap_or_else(|_| unreachable!()),
+            id: "c1".into(),
+        });
+        assert_eq!(message(&store).state, DeliveryState::Delivered);
+        // Every correction names the original.
+        assert_eq!(
+            store.last_correctable(&bob),
+            Some(("m1".into(), "hello".into()))
+        );
+        // Unencrypted messages are not offered for correction, nor is anything but the last.
+        store.sent(&bob, "p1".into(), "plain".into(), false);
+        assert_eq!(store.last_correctable(&bob), None);
+        assert!(!store.corrected(&bob, "nope", "c2".into(), "x".into()));
     }
 
     #[test]

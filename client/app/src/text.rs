@@ -158,6 +158,10 @@ pub const CHAT_BACK: &str = "Back to contacts";
 pub const CHAT_INPUT_LABEL: &str = "Message";
 pub const CHAT_INPUT_PLACEHOLDER: &str = "Write a message";
 pub const CHAT_SEND: &str = "Send";
+/// While the composer corrects our last message (opened with the Up arrow).
+pub const CHAT_EDITING: &str = "Correcting your last message. Enter sends the correction.";
+pub const CHAT_EDIT_CANCEL: &str = "Cancel";
+pub const CHAT_SEND_CORRECTION: &str = "Correct";
 pub const CHAT_NO_MESSAGES: &str = "No messages yet. Say hello!";
 pub const CHAT_TYPING: &str = "is typing…";
 pub const CHAT_LOG_LABEL: &str = "Messages";

@@ -721,7 +721,7 @@ mod no_panic {
                 iv,
                 payload,
             };
-            let mut stanza = xml::message("bob@localhost", "fuzz", &element);
+            let mut stanza = xml::message("bob@localhost", "fuzz", &element, None);
             stanza.set_attr(
                 rxml::Namespace::NONE,
                 rxml::xml_ncname!("from").into(),

@@ -395,6 +395,8 @@ struct Queued {
     to: BareJid,
     id: String,
     body: Zeroizing<String>,
+    /// The id of the message this one corrects (XEP-0308).
+    replaces: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -698,6 +700,29 @@ impl Omemo {
         to: &BareJid,
         body: &str,
     ) -> Result<String, SendError> {
+        self.queue_encrypted(session, to, body, None)
+    }
+
+    /// As [`Omemo::send_encrypted`], a correction (XEP-0308) of our message `replaces` to `to`:
+    /// the new text is encrypted like any message, the `<replace/>` naming the original is
+    /// outside the encrypted element, where other OMEMO clients look for it.
+    pub fn send_encrypted_correction(
+        &mut self,
+        session: &mut Session,
+        to: &BareJid,
+        body: &str,
+        replaces: &str,
+    ) -> Result<String, SendError> {
+        self.queue_encrypted(session, to, body, Some(replaces))
+    }
+
+    fn queue_encrypted(
+        &mut self,
+        session: &mut Session,
+        to: &BareJid,
+        body: &str,
+        replaces: Option<&str>,
+    ) -> Result<String, SendError> {
         if body.is_empty() || body.len() > MAX_BODY_BYTES {
             return Err(SendError::BadBody);
         }
@@ -712,6 +737,7 @@ impl Omemo {
             to: to.clone(),
             id: id.clone(),
             body: Zeroizing::new(body.to_owned()),
+            replaces: replaces.map(str::to_owned),
         });
         self.pump(session);
         Ok(id)
@@ -1090,7 +1116,12 @@ impl Omemo {
             iv: body.iv.to_vec(),
             payload: Some(body.ciphertext),
         };
-        let stanza = xml::message(&queued.to.to_string(), &queued.id, &element);
+        let stanza = xml::message(
+            &queued.to.to_string(),
+            &queued.id,
+            &element,
+            queued.replaces.as_deref(),
+        );
         session.send_message_element(stanza, queued.id.clone())?;
         self.events.push_back(OmemoEvent::Sent {
             to: queued.to.clone(),
@@ -1123,7 +1154,7 @@ impl Omemo {
             payload: None,
         };
         let id = self.new_id();
-        let stanza = xml::message(&jid.to_string(), &id, &element);
+        let stanza = xml::message(&jid.to_string(), &id, &element, None);
         let _ = session.send_message_element(stanza, id);
     }
 

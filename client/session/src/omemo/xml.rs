@@ -257,8 +257,14 @@ pub fn encrypted(message: &EncryptedElement) -> Element {
 }
 
 /// Builds a whole OMEMO chat message: fallback body (when it has a payload), `<encrypted/>`,
-/// EME and the store hint (PROTOCOLS.md §3).
-pub fn message(to: &str, id: &str, encrypted_element: &EncryptedElement) -> Element {
+/// EME and the store hint (PROTOCOLS.md §3), and for a correction the XEP-0308 `<replace/>`
+/// naming the message it corrects.
+pub fn message(
+    to: &str,
+    id: &str,
+    encrypted_element: &EncryptedElement,
+    replaces: Option<&str>,
+) -> Element {
     let mut builder = Element::builder("message", ns::CLIENT)
         .attr(rxml::xml_ncname!("to").into(), to)
         .attr(rxml::xml_ncname!("type").into(), "chat")
@@ -286,6 +292,13 @@ pub fn message(to: &str, id: &str, encrypted_element: &EncryptedElement) -> Elem
             )
             .append(Element::bare("request", ns::RECEIPTS))
             .append(Element::bare("active", ns::CHATSTATES));
+        if let Some(replaces) = replaces {
+            builder = builder.append(
+                Element::builder("replace", ns::CORRECT)
+                    .attr(rxml::xml_ncname!("id").into(), replaces)
+                    .build(),
+            );
+        }
     }
     builder.append(Element::bare("store", ns::HINTS)).build()
 }
@@ -403,7 +416,7 @@ mod tests {
         assert_eq!(e.keys[1].data, vec![3, 4]);
         assert_eq!(e.iv.len(), 12);
         assert_eq!(e.payload, Some(vec![5, 6]));
-        let built = message("bob@x", "m1", &e);
+        let built = message("bob@x", "m1", &e, None);
         let again = parse_encrypted(&built).unwrap().unwrap();
         assert_eq!(again, e);
         let text = text(&built);
@@ -413,6 +426,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("<store xmlns='urn:xmpp:hints'/>"), "{text}");
+        assert!(!text.contains("replace"), "{text}");
+        // A correction names the message it corrects, outside the encrypted element.
+        let correction = message("bob@x", "m2", &e, Some("m1"));
+        let replace = correction
+            .get_child("replace", ns::CORRECT)
+            .and_then(|r| r.attr("id"));
+        assert_eq!(replace, Some("m1"));
     }
 
     #[test]
