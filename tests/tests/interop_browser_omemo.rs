@@ -117,7 +117,9 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
         let fixed = format!("{to_bob}, corrected");
         type_into(alice, "chat-input", ARROW_UP).await?;
         alice.wait_for_testid("chat-editing", STEP).await?;
-        type_into(alice, "chat-input", &format!(", corrected{ENTER}")).await?;
+        type_into(alice, "chat-input", ", corrected").await?;
+        save_screenshot(alice, "chat-correcting").await?;
+        type_into(alice, "chat-input", ENTER).await?;
         let correction = bob.expect("message", |_| true).await?;
         ensure!(
             correction["body"] == fixed.as_str()
