@@ -188,6 +188,39 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             save_screenshot(alice, "chat").await?;
             save_screenshot(bob, "chat-bob").await?;
 
+            // bob corrects his reply with its "edit" button (no keyboard needed): alice's copy
+            // changes in place, encrypted, marked edited; nothing is added on either side.
+            // Each may correct only their own last message.
+            for b in [alice, bob] {
+                ensure!(count(b, "[data-testid=\"message-edit\"]").await? == 1);
+                ensure!(
+                    count(b, "[data-direction=\"out\"] [data-testid=\"message-edit\"]").await? == 1
+                );
+            }
+            click(bob, "message-edit").await?;
+            bob.wait_for_testid("chat-editing", STEP).await?;
+            type_into(bob, "chat-input", ", again").await?;
+            click(bob, "chat-send").await?;
+            let corrected = wait_css_text(
+                alice,
+                "[data-testid=\"message\"][data-direction=\"in\"][data-edited=\"true\"]",
+                "Hi Alice, again",
+                STEP,
+            )
+            .await?;
+            ensure!(corrected.attr("data-encrypted").await?.as_deref() == Some("true"));
+            let mine = wait_css_text(
+                bob,
+                "[data-testid=\"message\"][data-direction=\"out\"][data-edited=\"true\"]",
+                "Hi Alice, again",
+                STEP,
+            )
+            .await?;
+            wait_attr(&mine, "data-state", "delivered", STEP).await?;
+            for b in [alice, bob] {
+                ensure!(count(b, "[data-testid=\"message\"]").await? == 2);
+            }
+
             // Blocking (XEP-0191): while alice blocks bob, nothing of his reaches her; after
             // unblocking, it does again.
             click(alice, "contact-block").await?;

@@ -48,6 +48,9 @@ pub fn chat_view(props: &Props) -> Html {
     let store = &props.store;
     let log = use_node_ref();
     let confirm_remove = use_state(|| false);
+    // Bumped by a message's "edit" button (touch screens have no Up arrow): the composer
+    // then corrects our last message.
+    let edit_token = use_state(|| 0u32);
     let active = store.active.clone();
     // Whether the reader is at the newest message: then the view stays there whatever renders
     // (new messages, the typing line, rows whose real height replaces the estimate of
@@ -203,6 +206,11 @@ pub fn chat_view(props: &Props) -> Html {
             on_escape.emit(e);
         }
     });
+    let last_own = store.last_correctable(&peer);
+    let on_edit = {
+        let edit_token = edit_token.clone();
+        Callback::from(move |()| edit_token.set(edit_token.wrapping_add(1)))
+    };
     let blocked = store.blocked.contains(&peer);
     let toggle_block = {
         let peer = peer.clone();
@@ -280,7 +288,7 @@ pub fn chat_view(props: &Props) -> Html {
                 if messages.is_empty() && history.loading.is_none() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
                 }
-                { for message_rows(messages, store.now(), &peer_name) }
+                { for message_rows(messages, store.now(), &peer_name, last_own.as_ref().map(|(id, _)| id.as_str()), &on_edit) }
                 <li class="end" aria-hidden="true"></li>
             </ol>
             <p class="typing" aria-live="off">
@@ -292,7 +300,7 @@ pub fn chat_view(props: &Props) -> Html {
                 </p>
             } else {
                 <Composer key={ peer.to_string() } on_action={ props.on_action.clone() }
-                    last_own={ store.last_correctable(&peer) } />
+                    last_own={ last_own.clone() } edit_token={ *edit_token } />
             }
         </section>
     }
@@ -300,7 +308,13 @@ pub fn chat_view(props: &Props) -> Html {
 
 /// The messages, each day's under a heading ("Today", "Yesterday", the date), all keyed so
 /// that older pages arriving in front move no rows.
-fn message_rows(messages: &[Message], now: Millis, peer_name: &AttrValue) -> Vec<Html> {
+fn message_rows(
+    messages: &[Message],
+    now: Millis,
+    peer_name: &AttrValue,
+    correctable: Option<&str>,
+    on_edit: &Callback<()>,
+) -> Vec<Html> {
     let mut rows = Vec::with_capacity(messages.len() + 8);
     let mut previous_day = None;
     for m in messages {
@@ -314,8 +328,12 @@ fn message_rows(messages: &[Message], now: Millis, peer_name: &AttrValue) -> Vec
                 });
             }
         }
+        let editable = m.direction == Direction::Outgoing
+            && correctable.is_some()
+            && m.id.as_deref() == correctable;
         rows.push(html! {
-            <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() } />
+            <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() }
+                on_edit={ editable.then(|| on_edit.clone()) } />
         });
     }
     rows
@@ -325,6 +343,8 @@ fn message_rows(messages: &[Message], now: Millis, peer_name: &AttrValue) -> Vec
 struct MessageProps {
     message: Message,
     peer_name: AttrValue,
+    /// For our last message, when it can be corrected: starts the correction.
+    on_edit: Option<Callback<()>>,
 }
 
 /// One message. A component, so that a long conversation is not rebuilt for every change.
@@ -369,6 +389,13 @@ fn message_item(props: &MessageProps) -> Html {
     }
     if let Some(state) = state {
         meta.push(html! { { state } });
+    }
+    if let Some(on_edit) = &props.on_edit {
+        let onclick = on_edit.reform(|_: MouseEvent| ());
+        meta.push(html! {
+            <button type="button" class="link-button" data-testid="message-edit"
+                aria-label={ text::MESSAGE_EDIT_LABEL } {onclick}>{ text::MESSAGE_EDIT }</button>
+        });
     }
     html! {
         <li class={classes!("message", direction, message.state.attr(), message.error.is_some().then_some("undecryptable"))}
@@ -480,6 +507,8 @@ struct ComposerProps {
     on_action: Callback<Action>,
     /// Our last message if it can be corrected: its id and text.
     last_own: Option<(String, String)>,
+    /// Bumped when the user asks to correct it with the message's own button.
+    edit_token: u32,
 }
 
 /// The message box: Enter sends, Shift+Enter starts a new line; typing notifications. The Up
@@ -492,6 +521,23 @@ fn composer(props: &ComposerProps) -> Html {
     let editing = use_state(|| None::<(String, String)>);
     let typing = use_mut_ref(|| false);
     let input = use_node_ref();
+    {
+        // The message's "edit" button: the same as the Up arrow (the token it bumps counts
+        // from the composer's creation on).
+        let seen_token = use_mut_ref(|| props.edit_token);
+        let text_state = text_state.clone();
+        let editing = editing.clone();
+        let last_own = props.last_own.clone();
+        use_effect_with(props.edit_token, move |token| {
+            if *seen_token.borrow() != *token {
+                *seen_token.borrow_mut() = *token;
+                if let Some((id, body)) = last_own {
+                    text_state.set(body.clone());
+                    editing.set(Some((id, body)));
+                }
+            }
+        });
+    }
     {
         // Focus the box when a conversation opens, and with the caret after the text when a
         // correction begins or ends.
