@@ -18,6 +18,8 @@ Commands (stdin):
   {"cmd": "send", "to": JID, "body": TEXT}          OMEMO-encrypted chat message
   {"cmd": "send_plain", "to": JID, "body": TEXT}    unencrypted chat message
       (both take "replace": ID to send a correction of message ID, XEP-0308)
+  {"cmd": "retract", "to": JID, "id": ID}           retract message ID (XEP-0424), as Conversations
+                                                    and Dino send it: unencrypted, with a fallback
   {"cmd": "send_tampered", "to": JID, "body": TEXT, "part": "payload"|"key"}
                                                      encrypted, then one bit flipped in the
                                                      payload or in every key element
@@ -130,6 +132,7 @@ if OMEMO:
 
 
 CORRECT_NS = "urn:xmpp:message-correct:0"
+RETRACT_NS = "urn:xmpp:message-retract:1"
 
 
 def add_replace(message: Message, replaces: Optional[str]) -> None:
@@ -294,6 +297,15 @@ class Peer(ClientXMPP):
             add_replace(message, cmd.get("replace"))
             message.send()
             emit("sent", id=message["id"])
+        elif kind == "retract":
+            message = self.make_message(
+                mto=JID(cmd["to"]), mtype="chat",
+                mbody="/me retracted a previous message, but it's unsupported by your client.")
+            ET.SubElement(message.xml, f"{{{RETRACT_NS}}}retract", {"id": cmd["id"]})
+            ET.SubElement(message.xml, "{urn:xmpp:fallback:0}fallback", {"for": RETRACT_NS})
+            ET.SubElement(message.xml, "{urn:xmpp:hints}store")
+            message.send()
+            emit("sent", id=message["id"])
         elif kind == "send_tampered":
             message = await self.encrypted(cmd["to"], cmd["body"])
             encrypted = message.xml.find(f"{{{OLDMEMO_NS}}}encrypted")
@@ -321,8 +333,6 @@ class Peer(ClientXMPP):
                 fingerprints={str(d.device_id): fingerprint(d.identity_key) for d in active},
             )
         elif kind == "set_device_list":
-            from slixmpp.xmlstream import ET  # pylint: disable=import-outside-toplevel
-
             item = ET.Element(f"{{{OLDMEMO_NS}}}list")
             for device in cmd["devices"]:
                 ET.SubElement(item, f"{{{OLDMEMO_NS}}}device", {"id": str(device)})

@@ -302,6 +302,15 @@ impl PyPeer {
         Ok(sent["id"].as_str().unwrap_or_default().to_owned())
     }
 
+    /// A retraction (XEP-0424) of our message `id`, unencrypted with a fallback body as
+    /// Conversations and Dino send it; waits for `sent`.
+    pub async fn retract(&mut self, to: &str, id: &str) -> Result<()> {
+        self.command(json!({"cmd": "retract", "to": to, "id": id}))
+            .await?;
+        self.expect("sent", |_| true).await?;
+        Ok(())
+    }
+
     /// A plaintext message; waits for `sent`.
     pub async fn send_plain(&mut self, to: &str, body: &str) -> Result<String> {
         self.command(json!({"cmd": "send_plain", "to": to, "body": body}))

@@ -183,6 +183,22 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
             "encrypted text rewritten"
         );
         ensure!(texts[1].attr("data-encrypted").await?.as_deref() == Some("false"));
+
+        // bob retracts his corrected message (XEP-0424): its text leaves the page, a note
+        // stands in its place, and the fallback text for older clients is not shown.
+        bob.retract("alice@localhost", &original).await?;
+        wait_css(
+            alice,
+            "[data-testid=\"message\"][data-retracted=\"true\"] [data-testid=\"message-retracted\"]",
+            STEP,
+        )
+        .await
+        .context("the retraction was not applied")?;
+        let page = alice.client().source().await?;
+        ensure!(!page.contains(corrected), "the retracted text is still on the page");
+        ensure!(!page.contains("unsupported by your client"), "the fallback is shown");
+        ensure!(count(alice, &message_css("in")).await? == 2);
+        save_screenshot(alice, "omemo-retracted").await?;
         ensure!(
             alice
                 .client()

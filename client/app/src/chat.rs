@@ -365,7 +365,7 @@ fn message_item(props: &MessageProps) -> Html {
     // The line under the text: what it was not, when it was sent, whether it was corrected,
     // where it is.
     let mut meta: Vec<Html> = Vec::with_capacity(4);
-    if !message.encrypted {
+    if !message.encrypted && !message.retracted {
         meta.push(html! {
             <span class="not-e2e" data-testid="message-not-encrypted">
                 { lock_icon(false) }{ text::MESSAGE_NOT_E2E }
@@ -402,9 +402,14 @@ fn message_item(props: &MessageProps) -> Html {
             data-testid="message"
             data-direction={direction} data-encrypted={ if message.encrypted { "true" } else { "false" } }
             data-state={ message.state.attr() }
-            data-edited={ if message.edited { "true" } else { "false" } }>
+            data-edited={ if message.edited { "true" } else { "false" } }
+            data-retracted={ if message.retracted { "true" } else { "false" } }>
             <span class="visually-hidden">{ format!("{who}: ") }</span>
-            if let Some(error) = &message.error {
+            if message.retracted {
+                <p class="body retracted" data-testid="message-retracted">
+                    { if outgoing { text::MESSAGE_RETRACTED_OWN } else { text::MESSAGE_RETRACTED } }
+                </p>
+            } else if let Some(error) = &message.error {
                 <p class="body decrypt-error" data-testid="decrypt-error">
                     { format!("{} {error}", text::DECRYPT_ERROR_PREFIX) }
                 </p>

@@ -265,6 +265,7 @@ struct SavedMessage {
     at: Option<i64>,
     edited: bool,
     edit_ids: Vec<String>,
+    retracted: bool,
 }
 
 /// A message of a version 2 history document, which had no times.
@@ -291,6 +292,7 @@ impl From<UntimedMessage> for SavedMessage {
             at: None,
             edited: false,
             edit_ids: Vec::new(),
+            retracted: false,
         }
     }
 }
@@ -394,6 +396,7 @@ pub fn encode_history(conversations: &[(BareJid, Vec<Message>)]) -> Zeroizing<Ve
                             at: m.at,
                             edited: m.edited,
                             edit_ids: m.edit_ids.clone(),
+                            retracted: m.retracted,
                         }
                     })
                     .collect(),
@@ -467,6 +470,7 @@ pub fn decode_history(bytes: &[u8]) -> Result<Vec<(BareJid, Vec<Message>)>, Keep
                 at: m.at,
                 edited: m.edited,
                 edit_ids: m.edit_ids.iter().take(MAX_EDIT_IDS).cloned().collect(),
+                retracted: m.retracted,
             })
             .collect();
         out.push((peer, messages));
@@ -495,6 +499,7 @@ mod tests {
             at: Some(1_796_640_000_000 + seq as i64 * 1000),
             edited: false,
             edit_ids: Vec::new(),
+            retracted: false,
         }
     }
 
@@ -572,8 +577,10 @@ mod tests {
         untimed.at = None;
         untimed.edited = true;
         untimed.edit_ids = vec!["c1".into(), "c2".into()];
+        let mut gone = message(3, "", Direction::Incoming, DeliveryState::Received);
+        gone.retracted = true;
         let timed = message(1, "hello", Direction::Outgoing, DeliveryState::Delivered);
-        let doc = encode_history(&[(bob.clone(), vec![timed.clone(), untimed.clone()])]);
+        let doc = encode_history(&[(bob.clone(), vec![timed.clone(), untimed.clone(), gone])]);
         let back = decode_history(&doc).expect("decode");
         assert_eq!(back[0].1[0].at, timed.at);
         assert_eq!(back[0].1[1].at, None);
@@ -583,6 +590,7 @@ mod tests {
             (true, &untimed.edit_ids),
             "corrections are remembered"
         );
+        assert!(back[0].1[2].retracted && !back[0].1[1].retracted);
 
         // A version 2 document, field by field as postcard lays out its structs.
         type Untimed = (Option<String>, bool, String, bool, String, Option<String>);

@@ -121,9 +121,12 @@ pub struct Message {
     pub at: Option<Millis>,
     /// The sender corrected it (XEP-0308): `body` is the latest text.
     pub edited: bool,
-    /// Other ids that name this message: its corrections', or, for a correction whose
-    /// original was never seen, the original's (so that a later copy of that is not shown).
+    /// Other ids that name this message: its corrections', or, for a correction or a
+    /// retraction whose original was never seen, the original's (so that a later copy of that
+    /// is not shown).
     pub edit_ids: Vec<String>,
+    /// The sender retracted it (XEP-0424): its text is gone, only that fact is shown.
+    pub retracted: bool,
 }
 
 impl Message {
@@ -156,6 +159,24 @@ fn unseen_original(
     (!seen).then_some(replaces)
 }
 
+/// Retracts (XEP-0424) the message `target` names, from the same side of the conversation:
+/// its text is wiped and only the fact is kept. Returns whether it was there. Unlike a
+/// correction, an unencrypted retraction may retract encrypted text: it can only take away.
+fn apply_retraction(messages: &mut [Message], direction: Direction, target: &str) -> bool {
+    let Some(message) = messages
+        .iter_mut()
+        .rev()
+        .find(|m| m.direction == direction && m.is_named(target))
+    else {
+        return false;
+    };
+    zeroize::Zeroize::zeroize(&mut message.body);
+    message.error = None;
+    message.edited = false;
+    message.retracted = true;
+    true
+}
+
 /// Applies a correction of the message `replaces` names, from the same side of the
 /// conversation, to that message in `messages`. Returns whether one was corrected.
 fn apply_correction(
@@ -175,7 +196,7 @@ fn apply_correction(
     };
     // Text that was not end-to-end encrypted never replaces text that was: anyone on the path
     // could write it.
-    if original.encrypted && !encrypted {
+    if (original.encrypted && !encrypted) || original.retracted {
         return false;
     }
     original.body = body.to_owned();
@@ -514,6 +535,7 @@ impl Store {
                 at: Some(self.now),
                 edited: false,
                 edit_ids: Vec::new(),
+                retracted: false,
             },
         );
         self.messages_rev += 1;
@@ -560,9 +582,12 @@ impl Store {
             .iter()
             .rev()
             .find(|m| m.direction == Direction::Outgoing)?;
-        (message.encrypted && message.state != DeliveryState::Failed && message.error.is_none())
-            .then(|| Some((message.id.clone()?, message.body.clone())))
-            .flatten()
+        (message.encrypted
+            && !message.retracted
+            && message.state != DeliveryState::Failed
+            && message.error.is_none())
+        .then(|| Some((message.id.clone()?, message.body.clone())))
+        .flatten()
     }
 
     /// The lock state of a conversation.
@@ -776,11 +801,11 @@ impl Store {
             return false;
         };
         let body = message.body.filter(|b| !b.is_empty()).unwrap_or_default();
-        if body.is_empty() && error.is_none() {
+        if body.is_empty() && error.is_none() && message.retracts.is_none() {
             return true;
         }
         // Messages that arrived live (or were sent from here) are in the archive too; so are
-        // originals whose correction is already shown.
+        // originals whose correction or retraction is already shown.
         if let Some(id) = &message.id {
             if conversation
                 .messages
@@ -806,8 +831,16 @@ impl Store {
                 return true;
             }
         }
+        if let Some(target) = &message.retracts {
+            if apply_retraction(&mut conversation.messages, message.direction, target) {
+                self.messages_rev += 1;
+                return true;
+            }
+        }
+        let retracted = message.retracts.is_some();
         let stands_for =
-            unseen_original(&conversation.messages, message.direction, message.replaces);
+            unseen_original(&conversation.messages, message.direction, message.replaces)
+                .or(message.retracts);
         if conversation.messages.len() >= MAX_MESSAGES_PER_CONVERSATION {
             conversation.history.complete = true;
             return true;
@@ -823,18 +856,19 @@ impl Store {
             Message {
                 id: message.id,
                 direction: message.direction,
-                body,
+                body: if retracted { String::new() } else { body },
                 encrypted,
                 state: if incoming {
                     DeliveryState::Received
                 } else {
                     DeliveryState::Sent
                 },
-                error,
+                error: if retracted { None } else { error },
                 seq,
                 at: Some(sent_at),
-                edited: stands_for.is_some(),
+                edited: stands_for.is_some() && !retracted,
                 edit_ids: stands_for.into_iter().collect(),
+                retracted,
             },
         );
         conversation.history.insert_at = at + 1;
@@ -1042,6 +1076,52 @@ impl Store {
         None
     }
 
+    /// A retraction (XEP-0424) arrived: the message it names loses its text, quietly (no
+    /// unread count, no notification). One whose original is not here leaves a note in its
+    /// place, which also keeps the archive's copy of the original from being shown.
+    fn add_retraction(
+        &mut self,
+        peer: BareJid,
+        direction: Direction,
+        target: String,
+        id: Option<String>,
+        delayed: Option<String>,
+    ) {
+        let seq = self.next_seq();
+        let at = time::sent_at(delayed.as_deref(), self.now);
+        let conversation = self.conversations.entry(peer).or_default();
+        self.messages_rev += 1;
+        if apply_retraction(&mut conversation.messages, direction, &target) {
+            return;
+        }
+        // A retraction delivered twice (carbons, resumption) is one note.
+        if let Some(id) = &id {
+            if conversation.messages.iter().any(|m| m.is_named(id)) {
+                return;
+            }
+        }
+        push_bounded(
+            &mut conversation.messages,
+            Message {
+                id,
+                direction,
+                body: String::new(),
+                encrypted: true,
+                state: if direction == Direction::Incoming {
+                    DeliveryState::Received
+                } else {
+                    DeliveryState::Sent
+                },
+                error: None,
+                seq,
+                at: Some(at),
+                edited: false,
+                edit_ids: vec![target],
+                retracted: true,
+            },
+        );
+    }
+
     fn on_message(&mut self, message: ChatMessage) {
         let body = message.body.clone();
         self.add_message(message, body, false, None);
@@ -1056,6 +1136,16 @@ impl Store {
         encrypted: bool,
         error: Option<String>,
     ) {
+        if let Some(target) = message.retracts {
+            self.add_retraction(
+                message.peer,
+                message.direction,
+                target,
+                message.id,
+                message.delayed,
+            );
+            return;
+        }
         let body = body.filter(|b| !b.is_empty()).unwrap_or_default();
         if body.is_empty() && error.is_none() {
             return;
@@ -1117,6 +1207,7 @@ impl Store {
                 at: Some(at),
                 edited: stands_for.is_some(),
                 edit_ids: stands_for.into_iter().collect(),
+                retracted: false,
             },
         );
         self.messages_rev += 1;
@@ -1236,6 +1327,7 @@ mod tests {
             receipt_requested: true,
             delayed: None,
             replaces: None,
+            retracts: None,
             stanza: minidom::Element::bare("message", "jabber:client"),
         }
     }
@@ -1475,6 +1567,60 @@ mod tests {
         store.sent(&bob, "p1".into(), "plain".into(), false);
         assert_eq!(store.last_correctable(&bob), None);
         assert!(!store.corrected(&bob, "nope", "c2".into(), "x".into()));
+    }
+
+    #[test]
+    fn retractions_wipe_the_text_they_name_quietly() {
+        let mut store = Store::signing_in(jid("me@x"));
+        let bob = jid("bob@x");
+        store.apply(Event::Roster(vec![item("bob@x", None, Subscription::Both)]));
+        let retraction = |id: &str, target: &str| {
+            let mut m = chat("bob@x/phone", id, "/me retracted a message (fallback)");
+            m.retracts = Some(target.into());
+            m
+        };
+        store.apply_omemo(OmemoEvent::Message {
+            message: chat("bob@x/phone", "m1", "oops, wrong chat"),
+            device: 1,
+            fingerprint: sotto_omemo::fingerprint::Fingerprint::from_curve25519_public(&[1; 32]),
+            trust: Trust::Verified,
+        });
+        store.sent(&bob, "o1".into(), "mine".into(), true);
+        let unread = store.contacts[&bob].unread;
+        // bob cannot retract our message; his own goes, text and all, without a fallback shown.
+        store.apply(Event::Message(retraction("r0", "o1")));
+        store.apply(Event::Message(retraction("r1", "m1")));
+        let messages = &store.conversations[&bob].messages;
+        assert!(messages[0].retracted && messages[0].body.is_empty());
+        assert!(!messages[1].retracted && messages[1].body == "mine");
+        // The one naming our message left only a note; the fallback text is shown nowhere.
+        assert_eq!(messages.len(), 3);
+        assert!(messages[2].retracted && messages[2].body.is_empty());
+        assert!(messages.iter().all(|m| !m.body.contains("fallback")));
+        assert_eq!(store.contacts[&bob].unread, unread, "retractions are quiet");
+        // Twice is once; a correction cannot bring it back.
+        store.apply(Event::Message(retraction("r1", "m1")));
+        let mut back = chat("bob@x/phone", "c1", "back again");
+        back.replaces = Some("m1".into());
+        store.apply(Event::Message(back));
+        let messages = &store.conversations[&bob].messages;
+        assert!(messages[0].retracted && messages[0].body.is_empty());
+        assert_eq!(messages.len(), 4, "the correction stands alone");
+
+        // The archive's copy of a message retracted before it was loaded is not shown.
+        let carol = jid("carol@x");
+        let mut gone = chat("carol@x/pc", "r9", "fallback");
+        gone.retracts = Some("k1".into());
+        store.apply(Event::Message(gone));
+        store.history_requested(&carol, RequestId(3));
+        store.apply(Event::ArchivedMessage {
+            request: RequestId(3),
+            archive_id: "a-k1".into(),
+            message: chat("carol@x/pc", "k1", "regrettable"),
+        });
+        let carol_messages = &store.conversations[&carol].messages;
+        assert_eq!(carol_messages.len(), 1);
+        assert!(carol_messages[0].retracted && carol_messages[0].body.is_empty());
     }
 
     #[test]

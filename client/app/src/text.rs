@@ -163,6 +163,9 @@ pub const CHAT_EDITING: &str = "Correcting your last message. Enter sends the co
 pub const CHAT_EDIT_CANCEL: &str = "Cancel";
 pub const CHAT_SEND_CORRECTION: &str = "Correct";
 pub const MESSAGE_EDIT: &str = "Edit";
+/// In place of a message its sender retracted (XEP-0424).
+pub const MESSAGE_RETRACTED: &str = "This message was deleted by its sender.";
+pub const MESSAGE_RETRACTED_OWN: &str = "You deleted this message.";
 pub const MESSAGE_EDIT_LABEL: &str = "Correct this message";
 pub const CHAT_NO_MESSAGES: &str = "No messages yet. Say hello!";
 pub const CHAT_TYPING: &str = "is typing…";

@@ -83,6 +83,9 @@ pub struct ChatMessage {
     /// XEP-0308: the id of the earlier message this one corrects (its text replaces that
     /// message's, if it came from the same sender).
     pub replaces: Option<String>,
+    /// XEP-0424: the id of the earlier message the sender retracted (this message's own body
+    /// is only a fallback text for clients without retraction).
+    pub retracts: Option<String>,
     /// The whole stanza, for layers above (OMEMO reads its `<encrypted/>` element).
     pub stanza: minidom::Element,
 }

@@ -18,6 +18,10 @@ pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub const SID: &str = "urn:xmpp:sid:0";
 /// XEP-0308 Last Message Correction.
 pub const CORRECT: &str = "urn:xmpp:message-correct:0";
+/// XEP-0424 Message Retraction, and its version 0 (inside an XEP-0422 `<apply-to/>`).
+pub const RETRACT: &str = "urn:xmpp:message-retract:1";
+pub const RETRACT_0: &str = "urn:xmpp:message-retract:0";
+pub const FASTEN: &str = "urn:xmpp:fasten:0";
 pub const PING: &str = "urn:xmpp:ping";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const CAPS: &str = "http://jabber.org/protocol/caps";

@@ -1411,8 +1411,10 @@ impl Session {
             }
         }
         let body = message.get_child("body", ns::CLIENT).map(Element::text);
-        let has_payload =
-            body.is_some() || message.has_child("encrypted", "eu.siacs.conversations.axolotl");
+        let retracts = retracted_id(&message);
+        let has_payload = body.is_some()
+            || retracts.is_some()
+            || message.has_child("encrypted", "eu.siacs.conversations.axolotl");
         if !has_payload {
             return;
         }
@@ -1443,6 +1445,7 @@ impl Session {
             receipt_requested,
             delayed,
             replaces,
+            retracts,
             stanza: message,
         }));
     }
@@ -1470,9 +1473,10 @@ impl Session {
 }
 
 /// The features we advertise (XEP-0030), also hashed into our XEP-0115 caps.
-pub const FEATURES: [&str; 8] = [
+pub const FEATURES: [&str; 9] = [
     ns::CHATSTATES,
     ns::CORRECT,
+    ns::RETRACT,
     ns::DISCO_INFO,
     ns::CAPS,
     ns::CARBONS,
@@ -1488,6 +1492,18 @@ pub(crate) fn replaced_id(message: &Element) -> Option<String> {
         .and_then(|r| r.attr("id"))
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
+}
+
+/// The id of the message a retraction (XEP-0424, version 1 or 0) names, if it is one.
+pub(crate) fn retracted_id(message: &Element) -> Option<String> {
+    let id = match message.get_child("retract", ns::RETRACT) {
+        Some(retract) => retract.attr("id"),
+        None => message
+            .get_child("apply-to", ns::FASTEN)
+            .filter(|a| a.has_child("retract", ns::RETRACT_0))
+            .and_then(|a| a.attr("id")),
+    };
+    id.filter(|id| !id.is_empty()).map(str::to_owned)
 }
 
 fn disco_info(node: Option<&str>, extra: &[String]) -> Element {

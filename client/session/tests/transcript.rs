@@ -314,7 +314,7 @@ fn forged_carbons_are_ignored_and_real_ones_delivered() {
 }
 
 #[test]
-fn corrections_name_the_message_they_replace() {
+fn corrections_and_retractions_name_their_message() {
     let mut s = online();
     events(&mut s);
     s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='c1'><body>the right text</body><replace xmlns='urn:xmpp:message-correct:0' id='m1'/></message>", t(5));
@@ -328,11 +328,23 @@ fn corrections_name_the_message_they_replace() {
         })
         .collect();
     assert_eq!(replaces, [Some("m1".to_owned()), None, None]);
+    // Retractions (XEP-0424), version 1 and version 0, with or without a fallback body.
+    s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='r1'><retract xmlns='urn:xmpp:message-retract:1' id='m1'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/><body>/me retracted a message</body><store xmlns='urn:xmpp:hints'/></message>", t(9));
+    s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='r2'><apply-to xmlns='urn:xmpp:fasten:0' id='m2'><retract xmlns='urn:xmpp:message-retract:0'/></apply-to></message>", t(10));
+    s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='r3'><apply-to xmlns='urn:xmpp:fasten:0' id='m3'><other xmlns='urn:example:x'/></apply-to></message>", t(11));
+    let retracts: Vec<Option<String>> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.retracts),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retracts, [Some("m1".to_owned()), Some("m2".to_owned())]);
     // Advertised, so that other clients know corrections are shown as corrections.
     s.handle_frame("<iq xmlns='jabber:client' type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>", t(8));
-    assert!(sent(&mut s)
-        .iter()
-        .any(|f| attr(f, "id") == "d1" && f.contains("urn:xmpp:message-correct:0")));
+    assert!(sent(&mut s).iter().any(|f| attr(f, "id") == "d1"
+        && f.contains("urn:xmpp:message-correct:0")
+        && f.contains("urn:xmpp:message-retract:1")));
 }
 
 #[test]

@@ -532,6 +532,7 @@ impl Session {
                     receipt_requested: false,
                     delayed: stamp,
                     replaces: super::replaced_id(inner),
+                    retracts: super::retracted_id(inner),
                     stanza: inner.clone(),
                 },
             });
