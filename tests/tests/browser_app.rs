@@ -138,6 +138,13 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             )
             .await?;
             ensure!(got.attr("data-encrypted").await?.as_deref() == Some("true"));
+            wait_css_text(
+                bob,
+                "[data-testid=\"unread-divider\"]",
+                "New messages",
+                STEP,
+            )
+            .await?;
             ensure!(
                 bob.client()
                     .find_all(Locator::Css(".message b"))

@@ -288,7 +288,7 @@ pub fn chat_view(props: &Props) -> Html {
                 if messages.is_empty() && history.loading.is_none() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
                 }
-                { for message_rows(messages, store.now(), &peer_name, last_own.as_ref().map(|(id, _)| id.as_str()), &on_edit) }
+                { for message_rows(messages, store.now(), &peer_name, last_own.as_ref().map(|(id, _)| id.as_str()), &on_edit, conversation.and_then(|c| c.first_unread)) }
                 <li class="end" aria-hidden="true"></li>
             </ol>
             <p class="typing" aria-live="off">
@@ -314,6 +314,7 @@ fn message_rows(
     peer_name: &AttrValue,
     correctable: Option<&str>,
     on_edit: &Callback<()>,
+    first_unread: Option<u64>,
 ) -> Vec<Html> {
     let mut rows = Vec::with_capacity(messages.len() + 8);
     let mut previous_day = None;
@@ -327,6 +328,13 @@ fn message_rows(
                     </li>
                 });
             }
+        }
+        if first_unread == Some(m.seq) {
+            rows.push(html! {
+                <li key="unread" class="unread-divider" data-testid="unread-divider">
+                    <span>{ text::UNREAD_DIVIDER }</span>
+                </li>
+            });
         }
         let editable = m.direction == Direction::Outgoing
             && correctable.is_some()

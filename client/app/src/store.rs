@@ -237,6 +237,9 @@ pub struct Conversation {
     pub typing: bool,
     /// Scroll-back from the archive.
     pub history: History,
+    /// The first message that was unread when the conversation was opened: a "new messages"
+    /// line stands above it until another conversation is opened.
+    pub first_unread: Option<u64>,
 }
 
 /// One roster entry with what we know of its presence.
@@ -499,8 +502,29 @@ impl Store {
 
     /// Opens a conversation and marks it read.
     pub fn open(&mut self, peer: BareJid) {
-        if let Some(contact) = self.contacts.get_mut(&peer) {
-            contact.unread = 0;
+        let unread = self
+            .contacts
+            .get_mut(&peer)
+            .map_or(0, |contact| std::mem::take(&mut contact.unread));
+        if let Some(previous) = self.active.take() {
+            if let Some(conversation) = self.conversations.get_mut(&previous) {
+                conversation.first_unread = None;
+            }
+        }
+        if let Some(conversation) = self.conversations.get_mut(&peer) {
+            // The unread ones are the newest messages received.
+            conversation.first_unread = (unread > 0)
+                .then(|| {
+                    conversation
+                        .messages
+                        .iter()
+                        .rev()
+                        .filter(|m| m.direction == Direction::Incoming)
+                        .take(unread as usize)
+                        .last()
+                        .map(|m| m.seq)
+                })
+                .flatten();
         }
         self.active = Some(peer);
         self.touch();
@@ -1391,8 +1415,17 @@ mod tests {
         assert_eq!(store.contacts[&jid("bob@x")].unread, 1);
         store.open(jid("bob@x"));
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
+        // "New messages" stands above the one that was unread.
+        let first_unread = |s: &Store| s.conversations[&jid("bob@x")].first_unread;
+        let hello = store.conversations[&jid("bob@x")].messages[1].seq;
+        assert_eq!(first_unread(&store), Some(hello));
         store.apply(Event::Message(chat("bob@x/phone", "b2", "again")));
         assert_eq!(store.contacts[&jid("bob@x")].unread, 0);
+        assert_eq!(first_unread(&store), Some(hello), "it stays while open");
+        store.open(jid("carol@x"));
+        assert_eq!(first_unread(&store), None, "gone once another is opened");
+        store.open(jid("bob@x"));
+        assert_eq!(first_unread(&store), None, "nothing was unread");
     }
 
     #[test]

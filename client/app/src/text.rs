@@ -301,6 +301,8 @@ pub const MESSAGE_EDITED: &str = "edited";
 pub const MESSAGE_EDITED_HINT: &str = "The sender corrected this message; this is the latest text.";
 /// Headings over a conversation's days (older days show their date in the reader's locale).
 pub const TODAY: &str = "Today";
+/// Above the messages that were unread when the conversation was opened.
+pub const UNREAD_DIVIDER: &str = "New messages";
 pub const YESTERDAY: &str = "Yesterday";
 pub const DISMISS: &str = "Dismiss";
 
