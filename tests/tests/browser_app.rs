@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    befriend, click, contact_css, count, dist_dir, save_screenshot, submit_login_form, type_into,
-    wait_attr, wait_css, wait_css_text, wait_text,
+    befriend, click, contact_css, count, dist_dir, message_css, save_screenshot, submit_login_form,
+    type_into, wait_attr, wait_css, wait_css_text, wait_text,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -117,26 +117,15 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             )
             .await?;
             type_into(alice, "chat-input", "Hello Bob <b>not bold</b>\u{E007}").await?;
-            let sent = wait_css_text(
-                alice,
-                "[data-testid=\"message\"][data-direction=\"out\"]",
-                "Hello Bob",
-                STEP,
-            )
-            .await?;
+            let sent = wait_css_text(alice, &message_css("out"), "Hello Bob", STEP).await?;
             ensure!(sent.attr("data-encrypted").await?.as_deref() == Some("true"));
 
             // bob sees it, as text (the markup is not interpreted), with an unread badge.
             let badge = wait_css(bob, "[data-testid=\"unread\"]", STEP).await?;
             ensure!(badge.text().await?.trim() == "1");
             alice_at_bob.click().await?;
-            let got = wait_css_text(
-                bob,
-                "[data-testid=\"message\"][data-direction=\"in\"]",
-                "Hello Bob <b>not bold</b>",
-                STEP,
-            )
-            .await?;
+            let got =
+                wait_css_text(bob, &message_css("in"), "Hello Bob <b>not bold</b>", STEP).await?;
             ensure!(got.attr("data-encrypted").await?.as_deref() == Some("true"));
             wait_css_text(
                 bob,
@@ -159,20 +148,8 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             type_into(bob, "chat-input", "Hi Alice").await?;
             wait_css_text(alice, ".typing", "typing", STEP).await?;
             click(bob, "chat-send").await?;
-            wait_css_text(
-                alice,
-                "[data-testid=\"message\"][data-direction=\"in\"]",
-                "Hi Alice",
-                STEP,
-            )
-            .await?;
-            let reply = wait_css_text(
-                bob,
-                "[data-testid=\"message\"][data-direction=\"out\"]",
-                "Hi Alice",
-                STEP,
-            )
-            .await?;
+            wait_css_text(alice, &message_css("in"), "Hi Alice", STEP).await?;
+            let reply = wait_css_text(bob, &message_css("out"), "Hi Alice", STEP).await?;
             wait_attr(&reply, "data-state", "delivered", STEP).await?;
             // Sent and received messages show their time, under today's heading.
             for b in [alice, bob] {
@@ -210,7 +187,7 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             click(bob, "chat-send").await?;
             let corrected = wait_css_text(
                 alice,
-                "[data-testid=\"message\"][data-direction=\"in\"][data-edited=\"true\"]",
+                &format!("{}[data-edited=\"true\"]", message_css("in")),
                 "Hi Alice, again",
                 STEP,
             )
@@ -218,7 +195,7 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             ensure!(corrected.attr("data-encrypted").await?.as_deref() == Some("true"));
             let mine = wait_css_text(
                 bob,
-                "[data-testid=\"message\"][data-direction=\"out\"][data-edited=\"true\"]",
+                &format!("{}[data-edited=\"true\"]", message_css("out")),
                 "Hi Alice, again",
                 STEP,
             )
@@ -246,16 +223,10 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             .await?;
             save_screenshot(alice, "chat-blocked").await?;
             type_into(bob, "chat-input", "sent while blocked\u{E007}").await?;
-            wait_css_text(
-                bob,
-                "[data-testid=\"message\"][data-direction=\"out\"]",
-                "sent while blocked",
-                STEP,
-            )
-            .await?;
+            wait_css_text(bob, &message_css("out"), "sent while blocked", STEP).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             ensure!(
-                count(alice, "[data-testid=\"message\"][data-direction=\"in\"]").await? == 1,
+                count(alice, &message_css("in")).await? == 1,
                 "a message from a blocked contact was shown"
             );
             click(alice, "contact-block").await?;
@@ -267,13 +238,7 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             .await?;
             alice.wait_for_testid("chat-input", STEP).await?;
             type_into(bob, "chat-input", "sent after unblocking\u{E007}").await?;
-            wait_css_text(
-                alice,
-                "[data-testid=\"message\"][data-direction=\"in\"]",
-                "sent after unblocking",
-                STEP,
-            )
-            .await?;
+            wait_css_text(alice, &message_css("in"), "sent after unblocking", STEP).await?;
 
             // Phone width: one pane at a time.
             bob.client().set_window_size(390, 800).await?;
@@ -461,13 +426,7 @@ async fn browser_app_reconnects_after_bridge_restart() -> Result<()> {
                 .click()
                 .await?;
             type_into(alice, "chat-input", "before the restart\u{E007}").await?;
-            wait_css_text(
-                bob,
-                "[data-testid=\"message\"][data-direction=\"in\"]",
-                "before the restart",
-                STEP,
-            )
-            .await?;
+            wait_css_text(bob, &message_css("in"), "before the restart", STEP).await?;
 
             // The bridge stops: the loss is shown, not hidden.
             if let Some(b) = bridge_slot.take() {
@@ -484,29 +443,17 @@ async fn browser_app_reconnects_after_bridge_restart() -> Result<()> {
             let back = Duration::from_secs(40);
             wait_text(alice, "connection-state", "online", back).await?;
             wait_text(bob, "connection-state", "online", back).await?;
-            wait_css_text(
-                bob,
-                "[data-testid=\"message\"][data-direction=\"in\"]",
-                "while offline",
-                STEP,
-            )
-            .await?;
+            wait_css_text(bob, &message_css("in"), "while offline", STEP).await?;
             type_into(bob, "chat-input", "after the restart\u{E007}").await?;
-            wait_css_text(
-                alice,
-                "[data-testid=\"message\"][data-direction=\"in\"]",
-                "after the restart",
-                STEP,
-            )
-            .await?;
+            wait_css_text(alice, &message_css("in"), "after the restart", STEP).await?;
             // Exactly once each.
             tokio::time::sleep(Duration::from_secs(1)).await;
             ensure!(
-                count(bob, "[data-testid=\"message\"][data-direction=\"in\"]").await? == 2,
+                count(bob, &message_css("in")).await? == 2,
                 "bob's messages duplicated or lost"
             );
             ensure!(
-                count(alice, "[data-testid=\"message\"][data-direction=\"in\"]").await? == 1,
+                count(alice, &message_css("in")).await? == 1,
                 "alice's messages duplicated or lost"
             );
             Ok(())
@@ -570,7 +517,7 @@ async fn browser_app_scrolls_back_through_the_archive() -> Result<()> {
             .await?
             .click()
             .await?;
-        let messages = "[data-testid=\"message\"][data-direction=\"in\"]";
+        let messages = &message_css("in");
         wait_css_text(
             alice,
             messages,

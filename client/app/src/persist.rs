@@ -253,14 +253,12 @@ struct SavedConversation<M> {
     messages: Vec<M>,
 }
 
+/// A message as version 3 saves it: what version 2 saved, then what came since. Postcard
+/// writes a nested struct as its fields in order, so this is version 2's layout with fields
+/// added at the end, and version 2's messages read as `SavedText`.
 #[derive(Serialize, Deserialize)]
 struct SavedMessage {
-    id: Option<String>,
-    outgoing: bool,
-    body: String,
-    encrypted: bool,
-    state: String,
-    error: Option<String>,
+    text: SavedText,
     /// Milliseconds since the Unix epoch.
     at: Option<i64>,
     edited: bool,
@@ -268,9 +266,9 @@ struct SavedMessage {
     retracted: bool,
 }
 
-/// A message of a version 2 history document, which had no times.
-#[derive(Deserialize)]
-struct UntimedMessage {
+/// A message's text and state: all that a version 2 history document saved of it.
+#[derive(Serialize, Deserialize)]
+struct SavedText {
     id: Option<String>,
     outgoing: bool,
     body: String,
@@ -279,16 +277,11 @@ struct UntimedMessage {
     error: Option<String>,
 }
 
-impl From<UntimedMessage> for SavedMessage {
-    fn from(m: UntimedMessage) -> Self {
+impl From<SavedText> for SavedMessage {
+    fn from(text: SavedText) -> Self {
         // Moved, not copied: the texts are wiped once, in the converted document.
         Self {
-            id: m.id,
-            outgoing: m.outgoing,
-            body: m.body,
-            encrypted: m.encrypted,
-            state: m.state,
-            error: m.error,
+            text,
             at: None,
             edited: false,
             edit_ids: Vec::new(),
@@ -382,17 +375,19 @@ pub fn encode_history(conversations: &[(BareJid, Vec<Message>)]) -> Zeroizing<Ve
                     .map(|m| {
                         estimate += 96 + m.body.len() + m.id.as_ref().map_or(0, String::len);
                         SavedMessage {
-                            id: m.id.clone(),
-                            outgoing: m.direction == Direction::Outgoing,
-                            body: m.body.clone(),
-                            encrypted: m.encrypted,
-                            state: match m.state {
-                                DeliveryState::Sending => DeliveryState::Failed,
-                                other => other,
-                            }
-                            .attr()
-                            .to_owned(),
-                            error: m.error.clone(),
+                            text: SavedText {
+                                id: m.id.clone(),
+                                outgoing: m.direction == Direction::Outgoing,
+                                body: m.body.clone(),
+                                encrypted: m.encrypted,
+                                state: match m.state {
+                                    DeliveryState::Sending => DeliveryState::Failed,
+                                    other => other,
+                                }
+                                .attr()
+                                .to_owned(),
+                                error: m.error.clone(),
+                            },
                             at: m.at,
                             edited: m.edited,
                             edit_ids: m.edit_ids.clone(),
@@ -413,7 +408,7 @@ fn wipe(doc: &mut HistoryDoc) {
     use zeroize::Zeroize as _;
     for c in &mut doc.conversations {
         for m in &mut c.messages {
-            m.body.zeroize();
+            m.text.body.zeroize();
         }
     }
 }
@@ -422,8 +417,7 @@ fn wipe(doc: &mut HistoryDoc) {
 pub fn decode_history(bytes: &[u8]) -> Result<Vec<(BareJid, Vec<Message>)>, KeepError> {
     const WHAT: &str = "the saved history";
     let mut doc: HistoryDoc = if bytes.first() == Some(&HISTORY_VERSION_UNTIMED) {
-        let untimed: HistoryDoc<UntimedMessage> =
-            from_document(HISTORY_VERSION_UNTIMED, bytes, WHAT)?;
+        let untimed: HistoryDoc<SavedText> = from_document(HISTORY_VERSION_UNTIMED, bytes, WHAT)?;
         HistoryDoc {
             conversations: untimed
                 .conversations
@@ -451,21 +445,21 @@ pub fn decode_history(bytes: &[u8]) -> Result<Vec<(BareJid, Vec<Message>)>, Keep
             .iter()
             .skip(start)
             .map(|m| Message {
-                id: m.id.clone(),
-                direction: if m.outgoing {
+                id: m.text.id.clone(),
+                direction: if m.text.outgoing {
                     Direction::Outgoing
                 } else {
                     Direction::Incoming
                 },
-                body: m.body.clone(),
-                encrypted: m.encrypted,
-                state: match m.state.as_str() {
+                body: m.text.body.clone(),
+                encrypted: m.text.encrypted,
+                state: match m.text.state.as_str() {
                     "sent" => DeliveryState::Sent,
                     "delivered" => DeliveryState::Delivered,
                     "received" => DeliveryState::Received,
                     _ => DeliveryState::Failed,
                 },
-                error: m.error.clone(),
+                error: m.text.error.clone(),
                 seq: 0,
                 at: m.at,
                 edited: m.edited,

@@ -159,6 +159,69 @@ fn unseen_original(
     (!seen).then_some(replaces)
 }
 
+/// Applies `message` to the message already in `messages` that it corrects or retracts, if
+/// it is one of those and that message is there. Returns whether it was applied (then it is
+/// not a message of its own).
+fn amend(
+    messages: &mut [Message],
+    message: &ChatMessage,
+    body: &str,
+    encrypted: bool,
+    error: Option<&str>,
+) -> bool {
+    if let Some(target) = &message.retracts {
+        return apply_retraction(messages, message.direction, target);
+    }
+    match &message.replaces {
+        Some(replaces) if error.is_none() => apply_correction(
+            messages,
+            message.direction,
+            replaces,
+            message.id.as_deref(),
+            body,
+            encrypted,
+        )
+        .is_some(),
+        _ => false,
+    }
+}
+
+impl Message {
+    /// A message that arrived (live, as a carbon, or from the archive) and did not [`amend`]
+    /// one in `messages`: a correction or retraction of a message not seen stands in for it
+    /// (a retraction as a note without text).
+    fn arrived(
+        message: ChatMessage,
+        body: String,
+        encrypted: bool,
+        error: Option<String>,
+        seq: u64,
+        now: Millis,
+        messages: &[Message],
+    ) -> Self {
+        let retracted = message.retracts.is_some();
+        let stands_for =
+            unseen_original(messages, message.direction, message.replaces).or(message.retracts);
+        Self {
+            id: message.id,
+            direction: message.direction,
+            body: if retracted { String::new() } else { body },
+            encrypted,
+            state: if message.direction == Direction::Incoming {
+                DeliveryState::Received
+            } else {
+                DeliveryState::Sent
+            },
+            error: if retracted { None } else { error },
+            seq,
+            at: Some(time::sent_at(message.delayed.as_deref(), now)),
+            edited: stands_for.is_some() && !retracted,
+            edit_ids: stands_for.into_iter().collect(),
+            retracted,
+        }
+    }
+}
+
 /// Retracts (XEP-0424) the message `target` names, from the same side of the conversation:
 /// its text is wiped and only the fact is kept. Returns whether it was there. Unlike a
 /// correction, an unencrypted retraction may retract encrypted text: it can only take away.
@@ -178,26 +241,23 @@ fn apply_retraction(messages: &mut [Message], direction: Direction, target: &str
 }
 
 /// Applies a correction of the message `replaces` names, from the same side of the
-/// conversation, to that message in `messages`. Returns whether one was corrected.
-fn apply_correction(
-    messages: &mut [Message],
+/// conversation, to that message in `messages`. Returns the message corrected.
+fn apply_correction<'a>(
+    messages: &'a mut [Message],
     direction: Direction,
     replaces: &str,
     correction_id: Option<&str>,
     body: &str,
     encrypted: bool,
-) -> bool {
-    let Some(original) = messages
+) -> Option<&'a mut Message> {
+    let original = messages
         .iter_mut()
         .rev()
-        .find(|m| m.direction == direction && m.is_named(replaces))
-    else {
-        return false;
-    };
+        .find(|m| m.direction == direction && m.is_named(replaces))?;
     // Text that was not end-to-end encrypted never replaces text that was: anyone on the path
     // could write it.
     if (original.encrypted && !encrypted) || original.retracted {
-        return false;
+        return None;
     }
     original.body = body.to_owned();
     original.error = None;
@@ -210,7 +270,7 @@ fn apply_correction(
             original.edit_ids.push(id.to_owned());
         }
     }
-    true
+    Some(original)
 }
 
 /// How far the conversation has been loaded from the server's archive (XEP-0313).
@@ -573,24 +633,17 @@ impl Store {
         let Some(conversation) = self.conversations.get_mut(peer) else {
             return false;
         };
-        let messages = &mut conversation.messages;
-        if !apply_correction(
-            messages,
+        let Some(message) = apply_correction(
+            &mut conversation.messages,
             Direction::Outgoing,
             replaces,
             Some(&id),
             &body,
             true,
-        ) {
+        ) else {
             return false;
-        }
-        if let Some(message) = messages
-            .iter_mut()
-            .rev()
-            .find(|m| m.direction == Direction::Outgoing && m.is_named(&id))
-        {
-            message.state = DeliveryState::Sending;
-        }
+        };
+        message.state = DeliveryState::Sending;
         self.messages_rev += 1;
         true
     }
@@ -812,7 +865,7 @@ impl Store {
     fn add_archived(
         &mut self,
         request: RequestId,
-        message: ChatMessage,
+        mut message: ChatMessage,
         encrypted: bool,
         error: Option<String>,
     ) -> bool {
@@ -824,7 +877,11 @@ impl Store {
         else {
             return false;
         };
-        let body = message.body.filter(|b| !b.is_empty()).unwrap_or_default();
+        let body = message
+            .body
+            .take()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_default();
         if body.is_empty() && error.is_none() && message.retracts.is_none() {
             return true;
         }
@@ -839,32 +896,18 @@ impl Store {
                 return true;
             }
         }
-        // A correction of a message of this page (pages arrive oldest first) or a later one.
-        if let Some(replaces) = &message.replaces {
-            if error.is_none()
-                && apply_correction(
-                    &mut conversation.messages,
-                    message.direction,
-                    replaces,
-                    message.id.as_deref(),
-                    &body,
-                    encrypted,
-                )
-            {
-                self.messages_rev += 1;
-                return true;
-            }
+        // A correction or retraction of a message of this page (pages arrive oldest first) or
+        // of a later one.
+        if amend(
+            &mut conversation.messages,
+            &message,
+            &body,
+            encrypted,
+            error.as_deref(),
+        ) {
+            self.messages_rev += 1;
+            return true;
         }
-        if let Some(target) = &message.retracts {
-            if apply_retraction(&mut conversation.messages, message.direction, target) {
-                self.messages_rev += 1;
-                return true;
-            }
-        }
-        let retracted = message.retracts.is_some();
-        let stands_for =
-            unseen_original(&conversation.messages, message.direction, message.replaces)
-                .or(message.retracts);
         if conversation.messages.len() >= MAX_MESSAGES_PER_CONVERSATION {
             conversation.history.complete = true;
             return true;
@@ -873,28 +916,16 @@ impl Store {
             .history
             .insert_at
             .min(conversation.messages.len());
-        let incoming = message.direction == Direction::Incoming;
-        let sent_at = time::sent_at(message.delayed.as_deref(), self.now);
-        conversation.messages.insert(
-            at,
-            Message {
-                id: message.id,
-                direction: message.direction,
-                body: if retracted { String::new() } else { body },
-                encrypted,
-                state: if incoming {
-                    DeliveryState::Received
-                } else {
-                    DeliveryState::Sent
-                },
-                error: if retracted { None } else { error },
-                seq,
-                at: Some(sent_at),
-                edited: stands_for.is_some() && !retracted,
-                edit_ids: stands_for.into_iter().collect(),
-                retracted,
-            },
+        let arrived = Message::arrived(
+            message,
+            body,
+            encrypted,
+            error,
+            seq,
+            self.now,
+            &conversation.messages,
         );
+        conversation.messages.insert(at, arrived);
         conversation.history.insert_at = at + 1;
         self.messages_rev += 1;
         true
@@ -1100,59 +1131,15 @@ impl Store {
         None
     }
 
-    /// A retraction (XEP-0424) arrived: the message it names loses its text, quietly (no
-    /// unread count, no notification). One whose original is not here leaves a note in its
-    /// place, which also keeps the archive's copy of the original from being shown.
-    fn add_retraction(
-        &mut self,
-        peer: BareJid,
-        direction: Direction,
-        target: String,
-        id: Option<String>,
-        delayed: Option<String>,
-    ) {
-        let seq = self.next_seq();
-        let at = time::sent_at(delayed.as_deref(), self.now);
-        let conversation = self.conversations.entry(peer).or_default();
-        self.messages_rev += 1;
-        if apply_retraction(&mut conversation.messages, direction, &target) {
-            return;
-        }
-        // A retraction delivered twice (carbons, resumption) is one note.
-        if let Some(id) = &id {
-            if conversation.messages.iter().any(|m| m.is_named(id)) {
-                return;
-            }
-        }
-        push_bounded(
-            &mut conversation.messages,
-            Message {
-                id,
-                direction,
-                body: String::new(),
-                encrypted: true,
-                state: if direction == Direction::Incoming {
-                    DeliveryState::Received
-                } else {
-                    DeliveryState::Sent
-                },
-                error: None,
-                seq,
-                at: Some(at),
-                edited: false,
-                edit_ids: vec![target],
-                retracted: true,
-            },
-        );
-    }
-
     fn on_message(&mut self, message: ChatMessage) {
         let body = message.body.clone();
         self.add_message(message, body, false, None);
     }
 
     /// Adds a received message (or a carbon of one we sent elsewhere): the decrypted or plain
-    /// `body`, or the reason it could not be decrypted.
+    /// `body`, or the reason it could not be decrypted. A correction or retraction (XEP-0308,
+    /// XEP-0424) changes the message it names instead, quietly: no unread count, no
+    /// notification.
     fn add_message(
         &mut self,
         message: ChatMessage,
@@ -1160,22 +1147,12 @@ impl Store {
         encrypted: bool,
         error: Option<String>,
     ) {
-        if let Some(target) = message.retracts {
-            self.add_retraction(
-                message.peer,
-                message.direction,
-                target,
-                message.id,
-                message.delayed,
-            );
-            return;
-        }
         let body = body.filter(|b| !b.is_empty()).unwrap_or_default();
-        if body.is_empty() && error.is_none() {
+        if body.is_empty() && error.is_none() && message.retracts.is_none() {
             return;
         }
         let seq = self.next_seq();
-        let peer = message.peer;
+        let peer = message.peer.clone();
         let active = self.active.as_ref() == Some(&peer);
         let conversation = self.conversations.entry(peer.clone()).or_default();
         // XEP-0198 resends and carbons may bring a message twice: the same id counts once.
@@ -1190,50 +1167,31 @@ impl Store {
                 return;
             }
         }
-        // A correction (XEP-0308) changes the message it names, quietly: no unread count, no
-        // notification. One whose original is not here is shown as a message of its own.
-        if let Some(replaces) = &message.replaces {
-            if error.is_none()
-                && apply_correction(
-                    &mut conversation.messages,
-                    message.direction,
-                    replaces,
-                    message.id.as_deref(),
-                    &body,
-                    encrypted,
-                )
-            {
-                self.messages_rev += 1;
-                return;
-            }
+        if amend(
+            &mut conversation.messages,
+            &message,
+            &body,
+            encrypted,
+            error.as_deref(),
+        ) {
+            self.messages_rev += 1;
+            return;
         }
-        let stands_for =
-            unseen_original(&conversation.messages, message.direction, message.replaces);
-        let incoming = message.direction == Direction::Incoming;
+        // Shown as a message of its own; a note of a retraction is not news.
+        let incoming = message.direction == Direction::Incoming && message.retracts.is_none();
         if incoming {
             conversation.typing = false;
         }
-        let at = time::sent_at(message.delayed.as_deref(), self.now);
-        push_bounded(
-            &mut conversation.messages,
-            Message {
-                id: message.id,
-                direction: message.direction,
-                body: body.clone(),
-                encrypted,
-                state: if incoming {
-                    DeliveryState::Received
-                } else {
-                    DeliveryState::Sent
-                },
-                error: error.clone(),
-                seq,
-                at: Some(at),
-                edited: stands_for.is_some(),
-                edit_ids: stands_for.into_iter().collect(),
-                retracted: false,
-            },
+        let arrived = Message::arrived(
+            message,
+            body.clone(),
+            encrypted,
+            error.clone(),
+            seq,
+            self.now,
+            &conversation.messages,
         );
+        push_bounded(&mut conversation.messages, arrived);
         self.messages_rev += 1;
         if incoming {
             let name = self

@@ -58,11 +58,6 @@ fn digits(s: &str, len: usize) -> Option<(u32, &str)> {
     Some((head.parse().ok()?, &s[len..]))
 }
 
-/// `s` without its leading `c`.
-fn expect(s: &str, c: char) -> Option<&str> {
-    s.strip_prefix(c)
-}
-
 /// Reads an XEP-0082 DateTime (`CCYY-MM-DDThh:mm:ss[.sss]TZD`, TZD `Z` or `±hh:mm`) as
 /// XEP-0203 delay stamps and the archive (XEP-0313) carry it. Anything else, including dates
 /// that do not exist, is `None`: the caller then falls back to the time it received the message.
@@ -71,11 +66,11 @@ pub fn parse_datetime(s: &str) -> Option<Millis> {
         return None;
     }
     let (year, s) = digits(s, 4)?;
-    let (month, s) = digits(expect(s, '-')?, 2)?;
-    let (day, s) = digits(expect(s, '-')?, 2)?;
-    let (hour, s) = digits(expect(s, 'T')?, 2)?;
-    let (minute, s) = digits(expect(s, ':')?, 2)?;
-    let (second, mut s) = digits(expect(s, ':')?, 2)?;
+    let (month, s) = digits(s.strip_prefix('-')?, 2)?;
+    let (day, s) = digits(s.strip_prefix('-')?, 2)?;
+    let (hour, s) = digits(s.strip_prefix('T')?, 2)?;
+    let (minute, s) = digits(s.strip_prefix(':')?, 2)?;
+    let (second, mut s) = digits(s.strip_prefix(':')?, 2)?;
     let year = i64::from(year);
     if !(1..=12).contains(&month)
         || day == 0
@@ -109,7 +104,7 @@ pub fn parse_datetime(s: &str) -> Option<Millis> {
                 _ => return None,
             };
             let (off_hour, rest) = digits(&s[1..], 2)?;
-            let (off_minute, rest) = digits(expect(rest, ':')?, 2)?;
+            let (off_minute, rest) = digits(rest.strip_prefix(':')?, 2)?;
             if !rest.is_empty() || off_hour > 23 || off_minute > 59 {
                 return None;
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use proptest::prelude::*;
-use sotto_session::{Config, Event, Instant, LoginError, Session};
+use sotto_session::{ChatMessage, Config, Event, Instant, LoginError, Session};
 
 const FEATURES_PRE: &str = "<stream:features xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>";
 const FEATURES_POST: &str = "<stream:features xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>";
@@ -64,6 +64,17 @@ fn sent(s: &mut Session) -> Vec<String> {
 
 fn events(s: &mut Session) -> Vec<Event> {
     std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+/// The chat messages among the events.
+fn chat_messages(s: &mut Session) -> Vec<ChatMessage> {
+    events(s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m),
+            _ => None,
+        })
+        .collect()
 }
 
 fn attr<'a>(frame: &'a str, name: &str) -> &'a str {
@@ -320,28 +331,22 @@ fn corrections_and_retractions_name_their_message() {
     s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='c1'><body>the right text</body><replace xmlns='urn:xmpp:message-correct:0' id='m1'/></message>", t(5));
     s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='c2'><body>not one</body><replace xmlns='urn:example:other' id='m1'/></message>", t(6));
     s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='c3'><body>nor this</body><replace xmlns='urn:xmpp:message-correct:0' id=''/></message>", t(7));
-    let replaces: Vec<Option<String>> = events(&mut s)
+    let replaces: Vec<Option<String>> = chat_messages(&mut s)
         .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m.replaces),
-            _ => None,
-        })
+        .map(|m| m.replaces)
         .collect();
     assert_eq!(replaces, [Some("m1".to_owned()), None, None]);
     // Retractions (XEP-0424), version 1 and version 0, with or without a fallback body.
     s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='r1'><retract xmlns='urn:xmpp:message-retract:1' id='m1'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/><body>/me retracted a message</body><store xmlns='urn:xmpp:hints'/></message>", t(9));
     s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='r2'><apply-to xmlns='urn:xmpp:fasten:0' id='m2'><retract xmlns='urn:xmpp:message-retract:0'/></apply-to></message>", t(10));
     s.handle_frame("<message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost/test' type='chat' id='r3'><apply-to xmlns='urn:xmpp:fasten:0' id='m3'><other xmlns='urn:example:x'/></apply-to></message>", t(11));
-    let retracts: Vec<Option<String>> = events(&mut s)
+    let retracts: Vec<Option<String>> = chat_messages(&mut s)
         .into_iter()
-        .filter_map(|e| match e {
-            Event::Message(m) => Some(m.retracts),
-            _ => None,
-        })
+        .map(|m| m.retracts)
         .collect();
     assert_eq!(retracts, [Some("m1".to_owned()), Some("m2".to_owned())]);
     // Advertised, so that other clients know corrections are shown as corrections.
-    s.handle_frame("<iq xmlns='jabber:client' type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>", t(8));
+    s.handle_frame("<iq xmlns='jabber:client' type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>", t(12));
     assert!(sent(&mut s).iter().any(|f| attr(f, "id") == "d1"
         && f.contains("urn:xmpp:message-correct:0")
         && f.contains("urn:xmpp:message-retract:1")));
