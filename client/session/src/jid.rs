@@ -79,10 +79,12 @@ impl Jid {
         let mut normalized = String::with_capacity(s.len());
         let mut at = None;
         if let Some(node) = node {
+            let node = nodeprep(node).map_err(JidError::Node)?;
+            // After preparing, not before: nodeprep maps characters such as the soft hyphen
+            // to nothing, and "\u{ad}@b" must not become the node-less "@b" (RFC 7622 §3.3.1).
             if node.is_empty() {
                 return Err(JidError::NodeEmpty);
             }
-            let node = nodeprep(node).map_err(JidError::Node)?;
             check_length(&node, "name before @")?;
             normalized.push_str(&node);
             at = Some(normalized.len());
@@ -91,10 +93,11 @@ impl Jid {
         normalized.push_str(&prepare_domain(domain)?);
         let mut slash = None;
         if let Some(resource) = resource {
+            let resource = resourceprep(resource).map_err(JidError::Resource)?;
+            // Likewise: a resource of only ignorable characters is empty (RFC 7622 §3.4.1).
             if resource.is_empty() {
                 return Err(JidError::ResourceEmpty);
             }
-            let resource = resourceprep(resource).map_err(JidError::Resource)?;
             check_length(&resource, "resource")?;
             slash = Some(normalized.len());
             normalized.push('/');
@@ -322,6 +325,8 @@ mod tests {
         for (s, e) in [
             ("", JidError::DomainEmpty),
             ("@b", JidError::NodeEmpty),
+            ("\u{ad}@J", JidError::NodeEmpty),
+            ("a@b/\u{200b}", JidError::ResourceEmpty),
             ("a@", JidError::DomainEmpty),
             ("a@b/", JidError::ResourceEmpty),
             ("a b@c", JidError::Node(PrepError::Prohibited)),
