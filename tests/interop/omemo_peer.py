@@ -33,7 +33,8 @@ Commands (stdin):
   {"cmd": "quit"}                                    disconnect and exit 0
 
 Events (stdout): ready, sent, message, key_transport, decrypt_failed, devices, done, error,
-subscribed; each a JSON object with an "event" key.
+subscribed; each a JSON object with an "event" key. A "message" event names the message it
+corrects ("replace", XEP-0308) or retracts ("retract", XEP-0424), else null.
 """
 
 import asyncio
@@ -147,6 +148,12 @@ def replaced_id(stanza: Message) -> Optional[str]:
     return None if replace is None else replace.get("id")
 
 
+def retracted_id(stanza: Message) -> Optional[str]:
+    """The id a retraction (XEP-0424 version 1) names, as Conversations, Dino and Gajim read it."""
+    retract = stanza.xml.find(f"{{{RETRACT_NS}}}retract")
+    return None if retract is None else retract.get("id")
+
+
 def emit(event: str, **fields: Any) -> None:
     fields["event"] = event
     sys.stdout.write(json.dumps(fields) + "\n")
@@ -236,14 +243,15 @@ class Peer(ClientXMPP):
                     emit(
                         "message",
                         **{"from": sender, "body": body, "encrypted": True, "device": device.device_id,
-                           "id": stanza["id"], "replace": replaced_id(stanza)},
+                           "id": stanza["id"], "replace": replaced_id(stanza),
+                           "retract": retracted_id(stanza)},
                     )
                 else:
                     emit("key_transport", **{"from": sender, "device": device.device_id})
                 return
         if stanza["body"]:
             emit("message", **{"from": sender, "body": stanza["body"], "encrypted": False, "id": stanza["id"],
-                               "replace": replaced_id(stanza)})
+                               "replace": replaced_id(stanza), "retract": retracted_id(stanza)})
 
     async def encrypted(self, to: str, body: str) -> Message:
         message = self.make_message(mto=JID(to), mtype="chat")

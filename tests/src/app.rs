@@ -10,6 +10,11 @@ use fantoccini::Locator;
 
 use crate::browser::{testid_selector, Browser};
 
+/// WebDriver's codes for the keys the tests press (WebDriver §17.4.2).
+pub const ENTER: &str = "\u{E007}";
+pub const ESCAPE: &str = "\u{E00C}";
+pub const ARROW_UP: &str = "\u{E013}";
+
 /// How long a single step (an element appearing, a click target) may take.
 pub const STEP: Duration = Duration::from_secs(20);
 
@@ -137,6 +142,44 @@ pub async fn submit_login_form(b: &Browser, jid: &str, password: &str) -> Result
 pub async fn click(b: &Browser, testid: &str) -> Result<()> {
     b.wait_for_testid(testid, STEP).await?.click().await?;
     Ok(())
+}
+
+/// Asks to delete our message `message` for everyone as a user does: points at it (its
+/// "Delete" shows on hover where there is a mouse) and presses "Delete"; returns once the
+/// confirmation dialog is open.
+pub async fn open_delete_dialog(
+    b: &Browser,
+    message: &fantoccini::elements::Element,
+) -> Result<()> {
+    use fantoccini::actions::{InputSource as _, MouseActions, PointerAction};
+    let pointer = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+        element: message.clone(),
+        duration: None,
+        x: 0.0,
+        y: 0.0,
+    });
+    b.client().perform_actions(pointer).await?;
+    let button = message
+        .find(Locator::Css(&testid_selector("message-delete")))
+        .await
+        .context("no \"Delete\" on the message")?;
+    // It fades in: the driver refuses to click it until it is visible.
+    let deadline = tokio::time::Instant::now() + STEP;
+    while let Err(e) = button.click().await {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(e).context("\"Delete\" never became clickable");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.wait_for_testid("delete-dialog", STEP).await?;
+    Ok(())
+}
+
+/// Deletes our message `message` for everyone: "Delete", then "Delete for everyone".
+pub async fn delete_message(b: &Browser, message: &fantoccini::elements::Element) -> Result<()> {
+    open_delete_dialog(b, message).await?;
+    click(b, "message-delete-confirm").await?;
+    wait_gone(b, &testid_selector("delete-dialog"), STEP).await
 }
 
 /// `[data-testid="contact"]` of the roster entry for `jid`.

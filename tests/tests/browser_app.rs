@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    befriend, click, contact_css, count, dist_dir, message_css, save_screenshot, submit_login_form,
-    type_into, wait_attr, wait_css, wait_css_text, wait_text,
+    befriend, click, contact_css, count, delete_message, dist_dir, message_css, open_delete_dialog,
+    save_screenshot, submit_login_form, type_into, wait_attr, wait_css, wait_css_text, wait_gone,
+    wait_text, ENTER, ESCAPE,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -205,6 +206,52 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
                 ensure!(count(b, "[data-testid=\"message\"]").await? == 2);
             }
 
+            // bob deletes a message for everyone (XEP-0424) after a confirmation: "Keep it"
+            // and Escape keep it, "Delete for everyone" takes its text from both screens.
+            let regret = "a message bob takes back";
+            type_into(bob, "chat-input", &format!("{regret}{ENTER}")).await?;
+            wait_css_text(alice, &message_css("in"), regret, STEP).await?;
+            let sent = wait_css_text(bob, &message_css("out"), regret, STEP).await?;
+            wait_attr(&sent, "data-state", "delivered", STEP).await?;
+            ensure!(
+                count(alice, &format!("{} [data-testid=\"message-delete\"]", message_css("in")))
+                    .await?
+                    == 0,
+                "alice is offered to delete bob's message"
+            );
+            open_delete_dialog(bob, &sent).await?;
+            click(bob, "message-delete-cancel").await?;
+            wait_gone(bob, "[data-testid=\"delete-dialog\"]", STEP).await?;
+            ensure!(sent.text().await?.contains(regret), "\"Keep it\" deleted it");
+            open_delete_dialog(bob, &sent).await?;
+            save_screenshot(bob, "chat-delete").await?;
+            bob.client()
+                .active_element()
+                .await?
+                .send_keys(ESCAPE)
+                .await?;
+            wait_gone(bob, "[data-testid=\"delete-dialog\"]", STEP).await?;
+            ensure!(
+                count(bob, "[data-testid=\"lock-state\"]").await? == 1,
+                "Escape left the conversation instead of the dialog"
+            );
+            ensure!(sent.text().await?.contains(regret), "Escape deleted it");
+            delete_message(bob, &sent).await?;
+            for b in [alice, bob] {
+                wait_css(
+                    b,
+                    "[data-testid=\"message\"][data-retracted=\"true\"] [data-testid=\"message-retracted\"]",
+                    STEP,
+                )
+                .await
+                .with_context(|| format!("{}: the deletion did not show", b.test_name()))?;
+                ensure!(count(b, "[data-testid=\"message\"]").await? == 3);
+                let page = b.client().source().await?;
+                ensure!(!page.contains(regret), "the deleted text is still on the page");
+                ensure!(!page.contains("unsupported by your client"), "the fallback is shown");
+            }
+            save_screenshot(alice, "chat-deleted").await?;
+
             // Blocking (XEP-0191): while alice blocks bob, nothing of his reaches her; after
             // unblocking, it does again.
             click(alice, "contact-block").await?;
@@ -226,7 +273,7 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             wait_css_text(bob, &message_css("out"), "sent while blocked", STEP).await?;
             tokio::time::sleep(Duration::from_secs(2)).await;
             ensure!(
-                count(alice, &message_css("in")).await? == 1,
+                !alice.client().source().await?.contains("sent while blocked"),
                 "a message from a blocked contact was shown"
             );
             click(alice, "contact-block").await?;

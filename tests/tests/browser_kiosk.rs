@@ -26,7 +26,7 @@ use serde_json::json;
 use sotto_session::BareJid;
 use sotto_tests::app::{
     befriend, click, contact_css, dist_dir, message_css, save_screenshot, type_into, wait_css,
-    wait_css_text, wait_gone, wait_text, STEP,
+    wait_css_text, wait_gone, wait_text, ENTER, ESCAPE, STEP,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -37,8 +37,6 @@ use sotto_tests::scan::files;
 const LOAD: Duration = Duration::from_secs(20);
 /// A message with an ordinary link and one whose host imitates "paypal" in Cyrillic letters.
 const LINKS: &str = "see https://example.org/path?q=1, or https://раураl.com/login";
-const ENTER: &str = "\u{E007}";
-const ESCAPE: &str = "\u{E00C}";
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {

@@ -12,7 +12,7 @@ use anyhow::{ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
     befriend, click, contact_css, count, dist_dir, message_css, save_screenshot, submit_login_form,
-    type_into, wait_attr, wait_css, wait_css_text, wait_gone, wait_text,
+    type_into, wait_attr, wait_css, wait_css_text, wait_gone, wait_text, ENTER, ESCAPE,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -21,8 +21,6 @@ use sotto_tests::scan::{all_bytes, contains};
 
 const LOAD: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(20);
-const ENTER: &str = "\u{E007}";
-const ESCAPE: &str = "\u{E00C}";
 
 async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
     b.client().set_window_size(1200, 900).await?;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
-    click, contact_css, count, dist_dir, message_css, save_screenshot, type_into, wait_attr,
-    wait_css, wait_css_text, wait_gone,
+    click, contact_css, count, delete_message, dist_dir, message_css, save_screenshot, type_into,
+    wait_attr, wait_css, wait_css_text, wait_gone, ARROW_UP, ENTER, ESCAPE,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
@@ -20,9 +20,6 @@ use sotto_tests::pypeer::{PeerOptions, PyPeer};
 
 const LOAD: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(20);
-const ENTER: &str = "\u{E007}";
-const ARROW_UP: &str = "\u{E013}";
-const ESCAPE: &str = "\u{E00C}";
 
 async fn wait_connection_online(b: &Browser) -> Result<()> {
     let deadline = tokio::time::Instant::now() + STEP;
@@ -134,6 +131,22 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
         ensure!(outgoing.len() == 1, "{} outgoing messages", outgoing.len());
         ensure!(outgoing[0].text().await?.contains(&fixed));
         ensure!(outgoing[0].attr("data-edited").await?.as_deref() == Some("true"));
+
+        // alice deletes her corrected message for everyone (XEP-0424): slixmpp-omemo gets a
+        // retraction naming the original, as Conversations, Dino and Gajim read it.
+        delete_message(alice, &outgoing[0]).await?;
+        let retraction = bob.expect("message", |_| true).await?;
+        ensure!(
+            retraction["retract"] == got["id"] && retraction["encrypted"] == false,
+            "{retraction} (the original: {got})"
+        );
+        wait_css(
+            alice,
+            "[data-direction=\"out\"][data-retracted=\"true\"] [data-testid=\"message-retracted\"]",
+            STEP,
+        )
+        .await?;
+        ensure!(!alice.client().source().await?.contains(&fixed));
 
         // slixmpp-omemo → the app.
         let original = bob.send("alice@localhost", to_alice).await?;

@@ -51,6 +51,14 @@ pub fn chat_view(props: &Props) -> Html {
     // Bumped by a message's "edit" button (touch screens have no Up arrow): the composer
     // then corrects our last message.
     let edit_token = use_state(|| 0u32);
+    // The id of our message the user asked to delete for everyone, while they confirm.
+    let deleting = use_state(|| None::<String>);
+    // One callback for the life of the view: every message item gets the same one, so a new
+    // render of the conversation does not re-render each of our messages.
+    let on_delete = {
+        let deleting = deleting.setter();
+        use_callback((), move |id: String, _| deleting.set(Some(id)))
+    };
     let active = store.active.clone();
     // Whether the reader is at the newest message: then the view stays there whatever renders
     // (new messages, the typing line, rows whose real height replaces the estimate of
@@ -93,7 +101,11 @@ pub fn chat_view(props: &Props) -> Html {
     }
     {
         let confirm_remove = confirm_remove.clone();
-        use_effect_with(active.clone(), move |_| confirm_remove.set(false));
+        let deleting = deleting.clone();
+        use_effect_with(active.clone(), move |_| {
+            confirm_remove.set(false);
+            deleting.set(None);
+        });
     }
     // A long conversation opens with its newest messages and grows upwards, a step per task.
     let total = active
@@ -288,7 +300,7 @@ pub fn chat_view(props: &Props) -> Html {
                 if messages.is_empty() && history.loading.is_none() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
                 }
-                { for message_rows(messages, store.now(), &peer_name, last_own.as_ref().map(|(id, _)| id.as_str()), &on_edit, conversation.and_then(|c| c.first_unread)) }
+                { for message_rows(messages, store.now(), &peer_name, last_own.as_ref().map(|(id, _)| id.as_str()), &on_edit, &on_delete, conversation.and_then(|c| c.first_unread)) }
                 <li class="end" aria-hidden="true"></li>
             </ol>
             <p class="typing" aria-live="off">
@@ -302,6 +314,24 @@ pub fn chat_view(props: &Props) -> Html {
                 <Composer key={ peer.to_string() } on_action={ props.on_action.clone() }
                     last_own={ last_own.clone() } edit_token={ *edit_token } />
             }
+            if let Some(message) = deleting.as_ref().and_then(|id| {
+                messages.iter().find(|m| m.id.as_deref() == Some(id.as_str()) && m.direction == Direction::Outgoing && !m.retracted)
+            }) {
+                <DeleteDialog body={ AttrValue::from(message.body.clone()) }
+                    on_confirm={ {
+                        let deleting = deleting.clone();
+                        let on_action = props.on_action.clone();
+                        let id = message.id.clone().unwrap_or_default();
+                        Callback::from(move |()| {
+                            deleting.set(None);
+                            on_action.emit(Action::Retract(id.clone()));
+                        })
+                    } }
+                    on_cancel={ {
+                        let deleting = deleting.clone();
+                        Callback::from(move |()| deleting.set(None))
+                    } } />
+            }
         </section>
     }
 }
@@ -314,6 +344,7 @@ fn message_rows(
     peer_name: &AttrValue,
     correctable: Option<&str>,
     on_edit: &Callback<()>,
+    on_delete: &Callback<String>,
     first_unread: Option<u64>,
 ) -> Vec<Html> {
     let mut rows = Vec::with_capacity(messages.len() + 8);
@@ -341,7 +372,7 @@ fn message_rows(
             && m.id.as_deref() == correctable;
         rows.push(html! {
             <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() }
-                on_edit={ editable.then(|| on_edit.clone()) } />
+                on_edit={ editable.then(|| on_edit.clone()) } on_delete={ on_delete.clone() } />
         });
     }
     rows
@@ -353,6 +384,8 @@ struct MessageProps {
     peer_name: AttrValue,
     /// For our last message, when it can be corrected: starts the correction.
     on_edit: Option<Callback<()>>,
+    /// Asks to delete one of our messages for everyone (given its id); the view confirms first.
+    on_delete: Callback<String>,
 }
 
 /// One message. A component, so that a long conversation is not rebuilt for every change.
@@ -362,7 +395,9 @@ fn message_item(props: &MessageProps) -> Html {
     let peer_name: &str = &props.peer_name;
     let outgoing = message.direction == Direction::Outgoing;
     let direction = if outgoing { "out" } else { "in" };
+    // A deleted message's delivery is of no more interest.
     let state = match message.state {
+        _ if message.retracted => None,
         DeliveryState::Sending => Some(text::STATE_SENDING),
         DeliveryState::Sent => Some(text::STATE_SENT),
         DeliveryState::Delivered => Some(text::STATE_DELIVERED),
@@ -405,6 +440,22 @@ fn message_item(props: &MessageProps) -> Html {
                 aria-label={ text::MESSAGE_EDIT_LABEL } {onclick}>{ text::MESSAGE_EDIT }</button>
         });
     }
+    // Any of our messages can be deleted for everyone (XEP-0424), once. Shown on hover or
+    // focus where there is a pointer (static/style.css), so a long conversation is not a
+    // column of "Delete"s; always on touch screens.
+    let delete = match (outgoing, message.retracted, message.id.clone()) {
+        (true, false, Some(id)) => {
+            let onclick = props.on_delete.reform(move |_: MouseEvent| id.clone());
+            html! {
+                <span class="message-actions">
+                    { if meta.is_empty() { "" } else { " · " } }
+                    <button type="button" class="link-button" data-testid="message-delete"
+                        aria-label={ text::MESSAGE_DELETE_LABEL } {onclick}>{ text::MESSAGE_DELETE }</button>
+                </span>
+            }
+        }
+        _ => Html::default(),
+    };
     html! {
         <li class={classes!("message", direction, message.state.attr(), message.error.is_some().then_some("undecryptable"))}
             data-testid="message"
@@ -424,13 +475,12 @@ fn message_item(props: &MessageProps) -> Html {
             } else {
                 <p class="body">{ body_html(&message.body) }</p>
             }
-            if !meta.is_empty() {
-                <span class="meta">
-                    { for meta.into_iter().enumerate().map(|(i, part)| html! {
-                        <>{ if i > 0 { " · " } else { "" } }{ part }</>
-                    }) }
-                </span>
-            }
+            <span class="meta">
+                { for meta.into_iter().enumerate().map(|(i, part)| html! {
+                    <>{ if i > 0 { " · " } else { "" } }{ part }</>
+                }) }
+                { delete }
+            </span>
         </li>
     }
 }
@@ -447,6 +497,59 @@ pub fn lock_icon(closed: bool) -> Html {
             <path d={shackle} fill="none" stroke="currentColor" stroke-width="1.6" stroke-linecap="round" />
             <rect x="3" y="7" width="10" height="7.5" rx="1.5" fill="currentColor" />
         </svg>
+    }
+}
+
+/// The delete dialog's inputs.
+#[derive(Properties, PartialEq)]
+struct DeleteProps {
+    /// The text of the message to delete, quoted so the user sees which one it is.
+    body: AttrValue,
+    on_confirm: Callback<()>,
+    on_cancel: Callback<()>,
+}
+
+/// "Delete for everyone?": says what deleting can and cannot do. Escape or the cancel button
+/// keeps the message; focus starts on the cancel button.
+#[function_component(DeleteDialog)]
+fn delete_dialog(props: &DeleteProps) -> Html {
+    let cancel_ref = use_node_ref();
+    {
+        let cancel_ref = cancel_ref.clone();
+        use_effect_with((), move |_| {
+            if let Some(el) = cancel_ref.cast::<HtmlElement>() {
+                let _ = el.focus();
+            }
+        });
+    }
+    let cancel = props.on_cancel.reform(|_: MouseEvent| ());
+    let confirm = props.on_confirm.reform(|_: MouseEvent| ());
+    let on_keydown = {
+        let on_cancel = props.on_cancel.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                // Closes the dialog only; the conversation stays open.
+                e.prevent_default();
+                e.stop_propagation();
+                on_cancel.emit(());
+            }
+        })
+    };
+    html! {
+        <div class="dialog-backdrop">
+            <div class="dialog" role="alertdialog" aria-modal="true" aria-labelledby="delete-title"
+                aria-describedby="delete-text" data-testid="delete-dialog" onkeydown={on_keydown}>
+                <h2 id="delete-title">{ text::DELETE_TITLE }</h2>
+                <p id="delete-text">{ text::DELETE_TEXT }</p>
+                <blockquote class="quote">{ props.body.clone() }</blockquote>
+                <div class="dialog-actions">
+                    <button type="button" class="button" data-testid="message-delete-cancel"
+                        ref={cancel_ref} onclick={cancel}>{ text::DELETE_CANCEL }</button>
+                    <button type="button" class="button danger" data-testid="message-delete-confirm"
+                        onclick={confirm}>{ text::DELETE_CONFIRM }</button>
+                </div>
+            </div>
+        </div>
     }
 }
 
@@ -548,6 +651,20 @@ fn composer(props: &ComposerProps) -> Html {
                     text_state.set(body.clone());
                     editing.set(Some((id, body)));
                 }
+            }
+        });
+    }
+    {
+        // A correction ends when its message stops being our last correctable one (we deleted
+        // it, or sent another from elsewhere); what was typed stays, as a new message's draft.
+        let editing = editing.clone();
+        let last_id = props.last_own.as_ref().map(|(id, _)| id.clone());
+        use_effect_with(last_id, move |last_id| {
+            if editing
+                .as_ref()
+                .is_some_and(|(id, _)| Some(id) != last_id.as_ref())
+            {
+                editing.set(None);
             }
         });
     }

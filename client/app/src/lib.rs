@@ -63,6 +63,9 @@ pub enum Action {
         /// Its new text.
         body: String,
     },
+    /// Delete our message with this (original) id in the open conversation for everyone
+    /// (XEP-0424), after the user confirmed it.
+    Retract(String),
     /// Load the open conversation's previous page from the server's archive.
     LoadEarlier,
     /// We started (`true`) or stopped typing in the open conversation.

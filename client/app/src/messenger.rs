@@ -914,6 +914,25 @@ impl Messenger {
                 }
                 self.apply(notices);
             }
+            Action::Retract(id) => {
+                let Some(peer) = self.store.active.clone() else {
+                    return;
+                };
+                if !self.store.deletable(&peer, &id) {
+                    return;
+                }
+                let Some(driver) = self.driver.as_mut() else {
+                    return;
+                };
+                let (result, notices) = driver.command(|s| s.send_retraction(&peer, &id));
+                match result {
+                    Ok(_) => {
+                        self.store().retracted_own(&peer, &id);
+                    }
+                    Err(e) => self.store().set_notice(Some(text::command_error(&e))),
+                }
+                self.apply(notices);
+            }
             Action::ConfirmPlaintext => {
                 if let Some(prompt) = self.store().take_plaintext_prompt(true) {
                     self.send_plaintext(prompt.peer, prompt.body);

@@ -648,6 +648,30 @@ impl Store {
         true
     }
 
+    /// Whether our message `id` to `peer` can be deleted for everyone (XEP-0424): it is ours,
+    /// here, and not deleted already.
+    pub fn deletable(&self, peer: &BareJid, id: &str) -> bool {
+        self.conversations.get(peer).is_some_and(|c| {
+            c.messages.iter().any(|m| {
+                m.direction == Direction::Outgoing && !m.retracted && m.id.as_deref() == Some(id)
+            })
+        })
+    }
+
+    /// Records that we retracted our message `id` to `peer`: its text goes from here at once,
+    /// as it will from the contact's and our other devices'. Returns whether it was there.
+    pub fn retracted_own(&mut self, peer: &BareJid, id: &str) -> bool {
+        self.touch();
+        let Some(conversation) = self.conversations.get_mut(peer) else {
+            return false;
+        };
+        let done = apply_retraction(&mut conversation.messages, Direction::Outgoing, id);
+        if done {
+            self.messages_rev += 1;
+        }
+        done
+    }
+
     /// Our last message to `peer` if it can be corrected: sent encrypted (a correction goes
     /// the same way) and not failed. Its original id (XEP-0308: every correction names the
     /// original) and its text.
@@ -1175,6 +1199,12 @@ impl Store {
             error.as_deref(),
         ) {
             self.messages_rev += 1;
+            if message.retracts.is_some() {
+                // Nothing of a deleted text stays behind: not in the live region a screen
+                // reader reads, nor in a notification not shown yet.
+                zeroize::Zeroize::zeroize(&mut self.announcement);
+                self.alerts.retain(|alert| alert.peer != peer);
+            }
             return;
         }
         // Shown as a message of its own; a note of a retraction is not news.
@@ -1589,6 +1619,10 @@ mod tests {
         assert!(messages[2].retracted && messages[2].body.is_empty());
         assert!(messages.iter().all(|m| !m.body.contains("fallback")));
         assert_eq!(store.contacts[&bob].unread, unread, "retractions are quiet");
+        assert!(
+            !store.announcement.contains("oops"),
+            "the live region still reads the deleted text"
+        );
         // Twice is once; a correction cannot bring it back.
         store.apply(Event::Message(retraction("r1", "m1")));
         let mut back = chat("bob@x/phone", "c1", "back again");
@@ -1612,6 +1646,42 @@ mod tests {
         let carol_messages = &store.conversations[&carol].messages;
         assert_eq!(carol_messages.len(), 1);
         assert!(carol_messages[0].retracted && carol_messages[0].body.is_empty());
+    }
+
+    #[test]
+    fn our_deletions_wipe_our_text_at_once_and_only_ours() {
+        let mut store = Store::signing_in(jid("me@x"));
+        let bob = jid("bob@x");
+        store.apply(Event::Message(chat("bob@x/phone", "m1", "his")));
+        store.sent(&bob, "o1".into(), "first".into(), true);
+        store.sent(&bob, "o2".into(), "second".into(), false);
+        assert!(store.deletable(&bob, "o1") && store.deletable(&bob, "o2"));
+        assert!(!store.deletable(&bob, "m1"), "not his message");
+        assert!(
+            !store.deletable(&jid("carol@x"), "o1"),
+            "not in another conversation"
+        );
+        assert!(!store.retracted_own(&bob, "m1"));
+        let revision = store.messages_rev;
+        assert!(store.retracted_own(&bob, "o2"));
+        assert!(store.messages_rev > revision, "the view is told");
+        let messages = &store.conversations[&bob].messages;
+        assert!(messages[2].retracted && messages[2].body.is_empty());
+        assert!(!store.deletable(&bob, "o2"), "once");
+        assert_eq!(
+            store.last_correctable(&bob),
+            None,
+            "our last message is deleted: the Up arrow does not reach past it"
+        );
+        // The copy our other devices get (a carbon) and the archive's changes nothing more.
+        let mut echo = chat("bob@x/phone", "r1", "fallback");
+        echo.direction = Direction::Outgoing;
+        echo.retracts = Some("o2".into());
+        store.apply(Event::Message(echo));
+        let messages = &store.conversations[&bob].messages;
+        assert_eq!(messages.len(), 3);
+        assert!(messages[1].body == "first" && !messages[1].retracted);
+        assert!(messages[0].body == "his");
     }
 
     #[test]

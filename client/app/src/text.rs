@@ -167,6 +167,14 @@ pub const MESSAGE_EDIT: &str = "Edit";
 pub const MESSAGE_RETRACTED: &str = "This message was deleted by its sender.";
 pub const MESSAGE_RETRACTED_OWN: &str = "You deleted this message.";
 pub const MESSAGE_EDIT_LABEL: &str = "Correct this message";
+pub const MESSAGE_DELETE: &str = "Delete";
+pub const MESSAGE_DELETE_LABEL: &str = "Delete this message for everyone";
+pub const DELETE_TITLE: &str = "Delete for everyone?";
+pub const DELETE_TEXT: &str = "The message disappears here, on your other devices and in the \
+     contact's apps that support deleting. Apps that do not may keep showing it, and whoever \
+     has read it has read it.";
+pub const DELETE_CONFIRM: &str = "Delete for everyone";
+pub const DELETE_CANCEL: &str = "Keep it";
 pub const CHAT_NO_MESSAGES: &str = "No messages yet. Say hello!";
 pub const CHAT_TYPING: &str = "is typing…";
 pub const CHAT_LOG_LABEL: &str = "Messages";
@@ -312,6 +320,7 @@ pub const ERROR_NOT_XMPP: &str = "The server address does not lead to a chat ser
 pub const ERROR_NOT_ONLINE: &str = "You are offline; try again once the connection is back.";
 pub const ERROR_QUEUE_FULL: &str = "Too many unsent messages; wait for the connection to catch up.";
 pub const ERROR_BAD_BODY: &str = "That message is empty or too long.";
+pub const ERROR_BAD_ID: &str = "That message cannot be deleted: it has no usable id.";
 
 /// Why the session ended, for the login screen.
 pub fn ended(why: &Ended) -> String {
@@ -352,6 +361,7 @@ pub fn command_error(e: &sotto_session::CommandError) -> String {
         sotto_session::CommandError::NotOnline => ERROR_NOT_ONLINE.into(),
         sotto_session::CommandError::QueueFull => ERROR_QUEUE_FULL.into(),
         sotto_session::CommandError::BadBody => ERROR_BAD_BODY.into(),
+        sotto_session::CommandError::BadId => ERROR_BAD_ID.into(),
         _ => format!("{e}"),
     }
 }

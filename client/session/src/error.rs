@@ -55,6 +55,9 @@ pub enum CommandError {
     /// A message body is empty or too long.
     #[error("the message is empty or too long")]
     BadBody,
+    /// A message id is empty or too long.
+    #[error("no such message")]
+    BadId,
 }
 
 impl StreamError {

@@ -22,6 +22,8 @@ pub const CORRECT: &str = "urn:xmpp:message-correct:0";
 pub const RETRACT: &str = "urn:xmpp:message-retract:1";
 pub const RETRACT_0: &str = "urn:xmpp:message-retract:0";
 pub const FASTEN: &str = "urn:xmpp:fasten:0";
+/// XEP-0428 Fallback Indication: which part of a message is only for clients without a feature.
+pub const FALLBACK: &str = "urn:xmpp:fallback:0";
 pub const PING: &str = "urn:xmpp:ping";
 pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const CAPS: &str = "http://jabber.org/protocol/caps";

@@ -37,6 +37,11 @@ pub const MAX_UNACKED: usize = 1000;
 pub const MAX_PENDING: usize = 500;
 /// Longest message body we send.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The longest message id we name in a retraction (ids are short tokens; this is generous).
+pub const MAX_ID_BYTES: usize = 256;
+/// XEP-0424's fallback text, for clients that know no retraction.
+const RETRACTION_FALLBACK: &str =
+    "This person attempted to retract a previous message, but it's unsupported by your client.";
 /// Roster entries kept (Converse.js freezes at 1,600; we render 10,000 fine, and a server
 /// sending more is not one we can show usefully).
 pub const MAX_ROSTER_ITEMS: usize = 10_000;
@@ -501,6 +506,58 @@ impl Session {
             )
             .append(Element::bare("request", ns::RECEIPTS))
             .append(Element::bare("active", ns::CHATSTATES))
+            .build();
+        self.send_message_element(message, id.clone())?;
+        Ok(id)
+    }
+
+    /// Retracts our message `retracted` to `to` (XEP-0424, "delete for everyone"); returns the
+    /// retraction's own id. Plain, not encrypted: it carries no text, only the id, which the
+    /// server has seen already. It names the message both ways, version 1 and version 0 (in
+    /// an XEP-0422 `<apply-to/>`), because deployed clients read one or the other; the body is
+    /// the fallback XEP-0424 gives for clients with neither, marked as such (XEP-0428), and
+    /// the store hint keeps it in the archive so that our other devices and later sessions
+    /// apply it too.
+    pub fn send_retraction(
+        &mut self,
+        to: &BareJid,
+        retracted: &str,
+    ) -> Result<String, CommandError> {
+        if retracted.is_empty() || retracted.len() > MAX_ID_BYTES {
+            return Err(CommandError::BadId);
+        }
+        let id = self.new_id();
+        let message = Element::builder("message", ns::CLIENT)
+            .attr(rxml::xml_ncname!("to").into(), to.to_string())
+            .attr(rxml::xml_ncname!("type").into(), "chat")
+            .attr(rxml::xml_ncname!("id").into(), id.as_str())
+            .append(
+                Element::builder("retract", ns::RETRACT)
+                    .attr(rxml::xml_ncname!("id").into(), retracted)
+                    .build(),
+            )
+            .append(
+                Element::builder("apply-to", ns::FASTEN)
+                    .attr(rxml::xml_ncname!("id").into(), retracted)
+                    .append(Element::bare("retract", ns::RETRACT_0))
+                    .build(),
+            )
+            .append(
+                Element::builder("fallback", ns::FALLBACK)
+                    .attr(rxml::xml_ncname!("for").into(), ns::RETRACT)
+                    .build(),
+            )
+            .append(
+                Element::builder("body", ns::CLIENT)
+                    .append(RETRACTION_FALLBACK)
+                    .build(),
+            )
+            .append(Element::bare("store", ns::HINTS))
+            .append(
+                Element::builder("origin-id", ns::SID)
+                    .attr(rxml::xml_ncname!("id").into(), id.as_str())
+                    .build(),
+            )
             .build();
         self.send_message_element(message, id.clone())?;
         Ok(id)

@@ -345,6 +345,51 @@ fn corrections_and_retractions_name_their_message() {
         .map(|m| m.retracts)
         .collect();
     assert_eq!(retracts, [Some("m1".to_owned()), Some("m2".to_owned())]);
+    // Ours go out naming the message both ways, with the fallback marked and kept in the
+    // archive, and read back as the retraction they are (our other devices get them as
+    // carbons).
+    sent(&mut s);
+    let id = s
+        .send_retraction(&"bob@localhost".parse().unwrap(), "m9")
+        .unwrap();
+    let out = sent(&mut s);
+    let frame = out
+        .iter()
+        .find(|f| attr(f, "id") == id)
+        .expect("the retraction is sent");
+    let element: minidom::Element = frame.parse().unwrap();
+    assert_eq!(element.attr("to"), Some("bob@localhost"));
+    assert_eq!(
+        element
+            .get_child("retract", "urn:xmpp:message-retract:1")
+            .and_then(|r| r.attr("id")),
+        Some("m9")
+    );
+    let apply_to = element.get_child("apply-to", "urn:xmpp:fasten:0").unwrap();
+    assert_eq!(apply_to.attr("id"), Some("m9"));
+    assert!(apply_to.has_child("retract", "urn:xmpp:message-retract:0"));
+    assert_eq!(
+        element
+            .get_child("fallback", "urn:xmpp:fallback:0")
+            .and_then(|f| f.attr("for")),
+        Some("urn:xmpp:message-retract:1")
+    );
+    assert!(element.has_child("store", "urn:xmpp:hints"));
+    assert!(!element.has_child("request", "urn:xmpp:receipts"));
+    let carbon = format!("<message xmlns='jabber:client' from='alice@localhost' to='alice@localhost/test'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>{}</forwarded></sent></message>",
+        frame.replace("<message ", "<message from='alice@localhost/test' "));
+    s.handle_frame(&carbon, t(11));
+    let ours = chat_messages(&mut s);
+    assert!(
+        matches!(&ours[..], [m] if m.retracts.as_deref() == Some("m9") && m.direction == sotto_session::Direction::Outgoing),
+        "{ours:?}"
+    );
+    for bad in ["", &"x".repeat(257)] {
+        assert_eq!(
+            s.send_retraction(&"bob@localhost".parse().unwrap(), bad),
+            Err(sotto_session::CommandError::BadId)
+        );
+    }
     // Advertised, so that other clients know corrections are shown as corrections.
     s.handle_frame("<iq xmlns='jabber:client' type='get' id='d1' from='bob@localhost/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>", t(12));
     assert!(sent(&mut s).iter().any(|f| attr(f, "id") == "d1"
