@@ -182,10 +182,19 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
                     count(b, "[data-direction=\"out\"] [data-testid=\"message-edit\"]").await? == 1
                 );
             }
+            // What bob had started writing is kept while the correction borrows the box.
+            type_into(bob, "chat-input", "unfinished").await?;
             click(bob, "message-edit").await?;
             bob.wait_for_testid("chat-editing", STEP).await?;
             type_into(bob, "chat-input", ", again").await?;
             click(bob, "chat-send").await?;
+            let input = bob.wait_for_testid("chat-input", STEP).await?;
+            ensure!(
+                input.prop("value").await?.as_deref() == Some("unfinished"),
+                "the draft did not come back after the correction"
+            );
+            // Ctrl+A, then Backspace: the box is empty again for what follows.
+            input.send_keys("\u{E009}a\u{E000}\u{E003}").await?;
             let corrected = wait_css_text(
                 alice,
                 &format!("{}[data-edited=\"true\"]", message_css("in")),

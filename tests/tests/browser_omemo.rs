@@ -55,6 +55,12 @@ async fn exchange(from: &Browser, to: &Browser, text: &str) -> Result<()> {
 }
 
 /// This browser's own device id and fingerprint, from the trust screen (left open).
+/// What the message box holds now.
+async fn input_value(b: &Browser) -> Result<String> {
+    let input = b.wait_for_testid("chat-input", STEP).await?;
+    Ok(input.prop("value").await?.unwrap_or_default())
+}
+
 async fn own_identity(b: &Browser) -> Result<(String, String)> {
     click(b, "trust-open").await?;
     let own = b.wait_for_testid("own-fingerprint", STEP).await?;
@@ -210,6 +216,15 @@ async fn browser_omemo_chat_trust_and_plaintext_confirmation() -> Result<()> {
             })
             .await?;
 
+            // What alice starts writing to bob and does not send waits for her in his
+            // conversation while she is in another.
+            let draft = "half a thought for bob";
+            wait_css(alice, &contact_css("bob@localhost"), STEP)
+                .await?
+                .click()
+                .await?;
+            type_into(alice, "chat-input", draft).await?;
+
             // carol has no OMEMO device (she never signed in): plaintext only when confirmed.
             type_into(alice, "contact-add-jid", "carol@localhost").await?;
             click(alice, "contact-add-submit").await?;
@@ -217,6 +232,10 @@ async fn browser_omemo_chat_trust_and_plaintext_confirmation() -> Result<()> {
                 .await?
                 .click()
                 .await?;
+            ensure!(
+                input_value(alice).await?.is_empty(),
+                "bob's draft shows in carol's conversation"
+            );
             wait_css(
                 alice,
                 "[data-testid=\"lock-state\"][data-lock=\"unavailable\"][data-encrypted=\"false\"]",
@@ -245,6 +264,17 @@ async fn browser_omemo_chat_trust_and_plaintext_confirmation() -> Result<()> {
             ensure!(sent.attr("data-encrypted").await?.as_deref() == Some("false"));
             wait_attr(&sent, "data-state", "sent", STEP).await?;
             ensure!(count(alice, &message_css("out")).await? == 1);
+
+            wait_css(alice, &contact_css("bob@localhost"), STEP)
+                .await?
+                .click()
+                .await?;
+            wait_css(alice, "[data-testid=\"lock-state\"][data-lock=\"encrypted\"]", STEP).await?;
+            ensure!(
+                input_value(alice).await? == draft,
+                "the draft to bob is gone: {:?}",
+                input_value(alice).await?
+            );
             Ok(())
         })
         .await

@@ -1,9 +1,11 @@
 //! The conversation view: header with the lock state, the messages, the typing line and the
 //! composer. Message bodies are rendered as text nodes only, never as HTML.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use sotto_session::Direction;
+use sotto_session::{BareJid, Direction};
 use web_sys::{HtmlElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
@@ -59,6 +61,9 @@ pub fn chat_view(props: &Props) -> Html {
         let deleting = deleting.setter();
         use_callback((), move |id: String, _| deleting.set(Some(id)))
     };
+    // What was typed and not sent, per conversation, for as long as this view lives (memory
+    // only: it goes at sign-out like everything else).
+    let drafts = use_mut_ref(HashMap::new);
     let active = store.active.clone();
     // Whether the reader is at the newest message: then the view stays there whatever renders
     // (new messages, the typing line, rows whose real height replaces the estimate of
@@ -312,7 +317,8 @@ pub fn chat_view(props: &Props) -> Html {
                 </p>
             } else {
                 <Composer key={ peer.to_string() } on_action={ props.on_action.clone() }
-                    last_own={ last_own.clone() } edit_token={ *edit_token } />
+                    last_own={ last_own.clone() } edit_token={ *edit_token }
+                    draft={ Draft { drafts: drafts.clone(), peer: peer.clone() } } />
             }
             if let Some(message) = deleting.as_ref().and_then(|id| {
                 messages.iter().find(|m| m.id.as_deref() == Some(id.as_str()) && m.direction == Direction::Outgoing && !m.retracted)
@@ -618,6 +624,38 @@ pub fn plaintext_dialog(props: &PlaintextProps) -> Html {
     }
 }
 
+/// Where the composer keeps its conversation's unsent text between visits.
+#[derive(Clone)]
+struct Draft {
+    drafts: Rc<RefCell<HashMap<BareJid, String>>>,
+    peer: BareJid,
+}
+
+impl Draft {
+    fn get(&self) -> String {
+        self.drafts
+            .borrow()
+            .get(&self.peer)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn set(&self, text: &str) {
+        let mut drafts = self.drafts.borrow_mut();
+        if text.trim().is_empty() {
+            drafts.remove(&self.peer);
+        } else {
+            drafts.insert(self.peer.clone(), text.to_owned());
+        }
+    }
+}
+
+impl PartialEq for Draft {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.drafts, &other.drafts) && self.peer == other.peer
+    }
+}
+
 #[derive(Properties, PartialEq)]
 struct ComposerProps {
     on_action: Callback<Action>,
@@ -625,6 +663,9 @@ struct ComposerProps {
     last_own: Option<(String, String)>,
     /// Bumped when the user asks to correct it with the message's own button.
     edit_token: u32,
+    /// This conversation's unsent text: shown again when the conversation is, and after a
+    /// correction (which borrows the box) ends.
+    draft: Draft,
 }
 
 /// The message box: Enter sends, Shift+Enter starts a new line; typing notifications. The Up
@@ -632,7 +673,10 @@ struct ComposerProps {
 /// Escape gives up the correction.
 #[function_component(Composer)]
 fn composer(props: &ComposerProps) -> Html {
-    let text_state = use_state(String::new);
+    let text_state = {
+        let draft = props.draft.clone();
+        use_state(move || draft.get())
+    };
     // The id of the message being corrected, and its text as it was.
     let editing = use_state(|| None::<(String, String)>);
     let typing = use_mut_ref(|| false);
@@ -658,6 +702,8 @@ fn composer(props: &ComposerProps) -> Html {
         // A correction ends when its message stops being our last correctable one (we deleted
         // it, or sent another from elsewhere); what was typed stays, as a new message's draft.
         let editing = editing.clone();
+        let text_state = text_state.clone();
+        let draft = props.draft.clone();
         let last_id = props.last_own.as_ref().map(|(id, _)| id.clone());
         use_effect_with(last_id, move |last_id| {
             if editing
@@ -665,6 +711,7 @@ fn composer(props: &ComposerProps) -> Html {
                 .is_some_and(|(id, _)| Some(id) != last_id.as_ref())
             {
                 editing.set(None);
+                draft.set(&text_state);
             }
         });
     }
@@ -684,6 +731,7 @@ fn composer(props: &ComposerProps) -> Html {
         let text_state = text_state.clone();
         let editing = editing.clone();
         let typing = typing.clone();
+        let draft = props.draft.clone();
         let on_action = props.on_action.clone();
         Callback::from(move |()| {
             let body = (*text_state).trim().to_owned();
@@ -699,31 +747,43 @@ fn composer(props: &ComposerProps) -> Html {
                         });
                     }
                     editing.set(None);
+                    // The box was borrowed: what was being written before comes back.
+                    text_state.set(draft.get());
                 }
-                None => on_action.emit(Action::Send(body)),
+                None => {
+                    on_action.emit(Action::Send(body));
+                    draft.set("");
+                    text_state.set(String::new());
+                }
             }
             // The message itself carries <active/>.
             *typing.borrow_mut() = false;
-            text_state.set(String::new());
         })
     };
     let cancel_edit = {
         let text_state = text_state.clone();
         let editing = editing.clone();
+        let draft = props.draft.clone();
         Callback::from(move |()| {
             editing.set(None);
-            text_state.set(String::new());
+            text_state.set(draft.get());
         })
     };
     let on_input = {
         let text_state = text_state.clone();
         let typing = typing.clone();
         let on_action = props.on_action.clone();
+        let editing = editing.clone();
+        let draft = props.draft.clone();
         Callback::from(move |e: InputEvent| {
             let value = e
                 .target_dyn_into::<HtmlTextAreaElement>()
                 .map(|t| t.value())
                 .unwrap_or_default();
+            // A correction's text is not a draft: the draft waits until the correction ends.
+            if editing.is_none() {
+                draft.set(&value);
+            }
             let now_typing = !value.trim().is_empty();
             if now_typing != *typing.borrow() {
                 *typing.borrow_mut() = now_typing;
