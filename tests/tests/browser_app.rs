@@ -173,6 +173,50 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             save_screenshot(alice, "chat").await?;
             save_screenshot(bob, "chat-bob").await?;
 
+            // alice sets her status: bob sees "Do not disturb" and her line on her contact;
+            // Escape closes the dialog without changing anything; back to online after.
+            click(alice, "own-status").await?;
+            alice.wait_for_testid("status-dialog", STEP).await?;
+            click(alice, "own-status-dnd").await?;
+            type_into(alice, "own-status-text", "in a meeting until 3").await?;
+            save_screenshot(alice, "status").await?;
+            click(alice, "own-status-save").await?;
+            wait_gone(alice, "[data-testid=\"status-dialog\"]", STEP).await?;
+            wait_css(alice, "[data-testid=\"own-status\"][data-presence=\"dnd\"]", STEP).await?;
+            let alice_busy = format!(
+                "{}[data-presence=\"dnd\"]",
+                contact_css("alice@localhost")
+            );
+            wait_css_text(bob, &alice_busy, "in a meeting until 3", STEP)
+                .await
+                .context("bob does not see alice's status")?;
+            click(alice, "own-status").await?;
+            click(alice, "own-status-away").await?;
+            alice
+                .client()
+                .active_element()
+                .await?
+                .send_keys(ESCAPE)
+                .await?;
+            wait_gone(alice, "[data-testid=\"status-dialog\"]", STEP).await?;
+            ensure!(
+                count(alice, "[data-testid=\"lock-state\"]").await? == 1,
+                "Escape left the conversation instead of the dialog"
+            );
+            ensure!(count(alice, "[data-testid=\"own-status\"][data-presence=\"dnd\"]").await? == 1);
+            click(alice, "own-status").await?;
+            click(alice, "own-status-available").await?;
+            let line = alice.wait_for_testid("own-status-text", STEP).await?;
+            line.send_keys("\u{E009}a\u{E000}\u{E003}").await?;
+            click(alice, "own-status-save").await?;
+            wait_css(
+                bob,
+                &format!("{}[data-presence=\"available\"]", contact_css("alice@localhost")),
+                STEP,
+            )
+            .await?;
+            ensure!(!bob.client().source().await?.contains("in a meeting until 3"));
+
             // bob corrects his reply with its "edit" button (no keyboard needed): alice's copy
             // changes in place, encrypted, marked edited; nothing is added on either side.
             // Each may correct only their own last message.

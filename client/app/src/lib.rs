@@ -25,6 +25,7 @@ mod links;
 mod login;
 mod messenger;
 pub mod persist;
+mod status;
 mod steps;
 pub mod store;
 mod text;
@@ -66,6 +67,13 @@ pub enum Action {
     /// Delete our message with this (original) id in the open conversation for everyone
     /// (XEP-0424), after the user confirmed it.
     Retract(String),
+    /// Set our own status, as contacts see it.
+    SetStatus {
+        /// How available we are.
+        availability: Availability,
+        /// A line of text (empty for none).
+        text: String,
+    },
     /// Load the open conversation's previous page from the server's archive.
     LoadEarlier,
     /// We started (`true`) or stopped typing in the open conversation.

@@ -275,6 +275,9 @@ impl Loaded for Messenger {
                         <span class="visually-hidden">{ format!("{} ", text::SIGNED_IN_AS) }</span>
                         { me }
                     </span>
+                    <crate::status::OwnStatus availability={ store.own_status.availability }
+                        text={ store.own_status.text.clone().map(AttrValue::from) }
+                        on_action={ on_action.clone() } />
                     <span class="connection-state" data-state={connection.label()}
                         data-testid="connection-state" role="status"
                         aria-label={ format!("{}: {}", text::STATE_LABEL, connection.label()) }>
@@ -912,6 +915,29 @@ impl Messenger {
                     }
                     Err(e) => self.store().set_notice(Some(text::send_error(&e))),
                 }
+                self.apply(notices);
+            }
+            Action::SetStatus { availability, text } => {
+                let line: String = text
+                    .trim()
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(crate::status::MAX_STATUS_CHARS)
+                    .collect();
+                let status = crate::store::OwnStatus {
+                    availability,
+                    text: (!line.is_empty()).then_some(line),
+                };
+                if status == self.store.own_status {
+                    return;
+                }
+                let Some(driver) = self.driver.as_mut() else {
+                    return;
+                };
+                // Kept by the session while offline and sent when it is online again.
+                let ((), notices) =
+                    driver.command(|s| s.set_presence(availability, status.text.as_deref()));
+                self.store().set_own_status(status);
                 self.apply(notices);
             }
             Action::Retract(id) => {

@@ -423,6 +423,24 @@ pub struct PlaintextPrompt {
     pub failed_id: Option<String>,
 }
 
+/// Our own status, as contacts see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnStatus {
+    /// How available we are.
+    pub availability: Availability,
+    /// A line of text, if any.
+    pub text: Option<String>,
+}
+
+impl Default for OwnStatus {
+    fn default() -> Self {
+        Self {
+            availability: Availability::Available,
+            text: None,
+        }
+    }
+}
+
 /// Everything the screens show.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -467,6 +485,8 @@ pub struct Store {
     /// Bumped whenever the roster's entries change (not their presence or unread counts):
     /// the contact list's order and search results depend only on this.
     roster_rev: u64,
+    /// Our own status (sent with every presence of ours).
+    pub own_status: OwnStatus,
     /// Desktop notifications.
     pub notify: NotifyMode,
     /// The browser refused permission for notifications.
@@ -498,6 +518,12 @@ impl Store {
             connection: Some(Connection::Connecting),
             ..Self::default()
         }
+    }
+
+    /// Records the status we just set.
+    pub fn set_own_status(&mut self, status: OwnStatus) {
+        self.own_status = status;
+        self.touch();
     }
 
     fn touch(&mut self) {
@@ -1233,7 +1259,10 @@ impl Store {
                 Some(_) => crate::text::new_undecryptable(&name),
                 None => crate::text::new_message(&name, &body),
             };
-            if self.notify != NotifyMode::Off && self.alerts.len() < MAX_ALERTS {
+            // "Do not disturb" means it: no desktop notification (the unread count and the
+            // live region still tell).
+            let quiet = self.own_status.availability == Availability::DoNotDisturb;
+            if self.notify != NotifyMode::Off && !quiet && self.alerts.len() < MAX_ALERTS {
                 self.alerts.push(Alert {
                     peer: peer.clone(),
                     from: name,
@@ -1761,6 +1790,24 @@ mod tests {
         store.set_notify(NotifyMode::Off, false);
         store.apply(Event::Message(chat("bob@x/phone", "m4", "four")));
         assert!(store.alerts.is_empty());
+        // "Do not disturb" silences them, and only while it lasts.
+        store.set_notify(NotifyMode::Private, false);
+        store.set_own_status(OwnStatus {
+            availability: Availability::DoNotDisturb,
+            text: Some("focus".into()),
+        });
+        store.apply(Event::Message(chat("bob@x/phone", "m5", "five")));
+        assert!(store.alerts.is_empty());
+        assert!(
+            store.conversations[&jid("bob@x")]
+                .messages
+                .iter()
+                .any(|m| m.body == "five"),
+            "still shown"
+        );
+        store.set_own_status(OwnStatus::default());
+        store.apply(Event::Message(chat("bob@x/phone", "m6", "six")));
+        assert_eq!(store.take_alerts().len(), 1);
     }
 
     #[test]

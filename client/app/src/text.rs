@@ -152,6 +152,15 @@ pub const PRESENCE_XA: &str = "Away for a while";
 pub const PRESENCE_DND: &str = "Do not disturb";
 pub const PRESENCE_OFFLINE: &str = "Offline";
 
+pub const STATUS_LABEL: &str = "Your status";
+pub const STATUS_TITLE: &str = "Your status";
+pub const STATUS_TEXT_LABEL: &str = "Status message (optional)";
+pub const STATUS_TEXT_PLACEHOLDER: &str = "e.g. In a meeting until 3";
+pub const STATUS_HINT: &str = "Your contacts see this. Do not disturb also keeps desktop \
+     notifications quiet.";
+pub const STATUS_SAVE: &str = "Save";
+pub const STATUS_CANCEL: &str = "Cancel";
+
 pub const CHAT_EMPTY_TITLE: &str = "No conversation open";
 pub const CHAT_EMPTY_HINT: &str = "Choose a contact to start chatting.";
 pub const CHAT_BACK: &str = "Back to contacts";

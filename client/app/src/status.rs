@@ -1,0 +1,169 @@
+//! Our own status: how available we are and an optional line of text, as contacts see it. A
+//! button in the top bar shows it and opens a small dialog to change it.
+
+use sotto_session::Availability;
+use web_sys::{HtmlElement, HtmlInputElement};
+use yew::prelude::*;
+
+use crate::{availability_words, text, Action};
+
+/// The longest status text, in characters (other clients show one line of it).
+pub const MAX_STATUS_CHARS: usize = 140;
+
+/// What can be chosen, in the order shown ("free to chat" is left out: few clients show it
+/// differently from "online").
+const CHOICES: [(Availability, &str); 4] = [
+    (Availability::Available, "available"),
+    (Availability::Away, "away"),
+    (Availability::ExtendedAway, "xa"),
+    (Availability::DoNotDisturb, "dnd"),
+];
+
+/// The status button's inputs.
+#[derive(Properties, PartialEq)]
+pub struct Props {
+    /// Our availability now.
+    pub availability: Availability,
+    /// Our status text now.
+    pub text: Option<AttrValue>,
+    /// Where the new status goes.
+    pub on_action: Callback<Action>,
+}
+
+/// The top bar's status button and, while it is open, its dialog.
+#[function_component(OwnStatus)]
+pub fn own_status(props: &Props) -> Html {
+    let open = use_state(|| false);
+    let (words, class) = availability_words(props.availability);
+    let toggle = {
+        let open = open.clone();
+        Callback::from(move |_: MouseEvent| open.set(!*open))
+    };
+    let close = {
+        let open = open.clone();
+        Callback::from(move |()| open.set(false))
+    };
+    let title = match &props.text {
+        Some(status) => format!("{}: {words} · {status}", text::STATUS_LABEL),
+        None => format!("{}: {words}", text::STATUS_LABEL),
+    };
+    html! {
+        <>
+            <button type="button" class="button subtle own-status" data-testid="own-status"
+                data-presence={ class } title={ title.clone() } aria-label={ title }
+                aria-haspopup="dialog" onclick={toggle}>
+                <span class={classes!("dot", class)} aria-hidden="true"></span>
+                <span class="own-status-words">{ words }</span>
+            </button>
+            if *open {
+                <StatusDialog availability={ props.availability } text={ props.text.clone() }
+                    on_action={ props.on_action.clone() } on_close={close} />
+            }
+        </>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct DialogProps {
+    availability: Availability,
+    text: Option<AttrValue>,
+    on_action: Callback<Action>,
+    on_close: Callback<()>,
+}
+
+/// Choose an availability and write a line; Save sends it, Escape or Cancel keeps the old one.
+#[function_component(StatusDialog)]
+fn status_dialog(props: &DialogProps) -> Html {
+    let chosen = use_state(|| props.availability);
+    let line = use_state(|| props.text.as_deref().unwrap_or_default().to_owned());
+    // Focus starts on the choice in force (the first when it is none of them).
+    let first = use_node_ref();
+    let focus_index = CHOICES
+        .iter()
+        .position(|&(a, _)| a == props.availability)
+        .unwrap_or(0);
+    {
+        let first = first.clone();
+        use_effect_with((), move |_| {
+            if let Some(el) = first.cast::<HtmlElement>() {
+                let _ = el.focus();
+            }
+        });
+    }
+    let on_input = {
+        let line = line.clone();
+        Callback::from(move |e: InputEvent| {
+            if let Some(input) = e.target_dyn_into::<HtmlInputElement>() {
+                line.set(input.value());
+            }
+        })
+    };
+    let save = {
+        let chosen = chosen.clone();
+        let line = line.clone();
+        let on_action = props.on_action.clone();
+        let on_close = props.on_close.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            on_action.emit(Action::SetStatus {
+                availability: *chosen,
+                text: (*line).clone(),
+            });
+            on_close.emit(());
+        })
+    };
+    let cancel = props.on_close.reform(|_: MouseEvent| ());
+    let on_keydown = {
+        let on_close = props.on_close.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                e.prevent_default();
+                e.stop_propagation();
+                on_close.emit(());
+            }
+        })
+    };
+    html! {
+        <div class="dialog-backdrop">
+            <form class="dialog status-dialog" role="dialog" aria-modal="true"
+                aria-labelledby="status-title" data-testid="status-dialog" onkeydown={on_keydown}
+                onsubmit={save} autocomplete="off">
+                <h2 id="status-title">{ text::STATUS_TITLE }</h2>
+                <fieldset class="status-choices">
+                    <legend class="visually-hidden">{ text::STATUS_LABEL }</legend>
+                    { for CHOICES.iter().enumerate().map(|(i, &(availability, value))| {
+                        let (words, class) = availability_words(availability);
+                        let pick = {
+                            let chosen = chosen.clone();
+                            Callback::from(move |_: Event| chosen.set(availability))
+                        };
+                        html! {
+                            <label class="status-choice">
+                                <input type="radio" name="availability" {value}
+                                    data-testid={ format!("own-status-{value}") }
+                                    checked={ *chosen == availability } onchange={pick}
+                                    ref={ if i == focus_index { first.clone() } else { NodeRef::default() } } />
+                                <span class={classes!("dot", class)} aria-hidden="true"></span>
+                                { words }
+                            </label>
+                        }
+                    }) }
+                </fieldset>
+                <label class="field">
+                    <span>{ text::STATUS_TEXT_LABEL }</span>
+                    <input type="text" data-testid="own-status-text" value={ (*line).clone() }
+                        placeholder={ text::STATUS_TEXT_PLACEHOLDER } oninput={on_input}
+                        maxlength={ MAX_STATUS_CHARS.to_string() } />
+                </label>
+                <p class="hint">{ text::STATUS_HINT }</p>
+                <div class="dialog-actions">
+                    <button type="button" class="button" data-testid="own-status-cancel"
+                        onclick={cancel}>{ text::STATUS_CANCEL }</button>
+                    <button type="submit" class="button primary" data-testid="own-status-save">
+                        { text::STATUS_SAVE }
+                    </button>
+                </div>
+            </form>
+        </div>
+    }
+}
