@@ -305,6 +305,30 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             }
             save_screenshot(alice, "chat-deleted").await?;
 
+            // alice gives bob a name (a roster set keeps it on the server, for all her
+            // devices); Escape gives up a rename; an empty name shows the address again.
+            click(alice, "contact-rename").await?;
+            type_into(alice, "contact-rename-input", &format!("Bobby Tables{ENTER}")).await?;
+            wait_css_text(alice, &contact_css("bob@localhost"), "Bobby Tables", STEP).await?;
+            wait_text(alice, "chat-heading", "Bobby Tables", STEP).await?;
+            click(alice, "contact-rename").await?;
+            type_into(alice, "contact-rename-input", &format!("Mallory{ESCAPE}")).await?;
+            wait_gone(alice, "[data-testid=\"contact-rename-input\"]", STEP).await?;
+            ensure!(
+                count(alice, "[data-testid=\"lock-state\"]").await? == 1,
+                "Escape left the conversation instead of the rename"
+            );
+            ensure!(!alice.client().source().await?.contains("Mallory"));
+            save_screenshot(alice, "chat-renamed").await?;
+            click(alice, "contact-rename").await?;
+            type_into(
+                alice,
+                "contact-rename-input",
+                &format!("\u{E009}a\u{E000}\u{E003}{ENTER}"),
+            )
+            .await?;
+            wait_text(alice, "chat-heading", "bob@localhost", STEP).await?;
+
             // Blocking (XEP-0191): while alice blocks bob, nothing of his reaches her; after
             // unblocking, it does again.
             click(alice, "contact-block").await?;

@@ -83,8 +83,10 @@ pub const FIRST_LOAD_GZIP_BUDGET: u64 = 112 * 1024;
 /// unnoticed, as the first-load budget does for the rest. Set at 200 KiB over 192.5; raised to
 /// 216 KiB when message times, day headings and corrections (XEP-0308, shown and sent) brought
 /// the messenger to 199 KiB: room for the next feature, still well below the 292 KiB the whole
-/// app weighed before the split.
-pub const LAZY_GZIP_BUDGET: u64 = 216 * 1024;
+/// app weighed before the split. Raised to 228 KiB when deleting for everyone (XEP-0424 sent),
+/// drafts per conversation, our own status and renaming contacts brought it to 213.4 KiB (about
+/// 3 KiB gzip per screen-level feature, most of it yew's rendering code).
+pub const LAZY_GZIP_BUDGET: u64 = 228 * 1024;
 
 /// The module name under which the main wasm imports the split's loader functions; the loader
 /// is inlined into the glue, so the name never reaches the browser as a file.

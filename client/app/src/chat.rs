@@ -50,6 +50,7 @@ pub fn chat_view(props: &Props) -> Html {
     let store = &props.store;
     let log = use_node_ref();
     let confirm_remove = use_state(|| false);
+    let renaming = use_state(|| false);
     // Bumped by a message's "edit" button (touch screens have no Up arrow): the composer
     // then corrects our last message.
     let edit_token = use_state(|| 0u32);
@@ -107,9 +108,11 @@ pub fn chat_view(props: &Props) -> Html {
     {
         let confirm_remove = confirm_remove.clone();
         let deleting = deleting.clone();
+        let renaming = renaming.clone();
         use_effect_with(active.clone(), move |_| {
             confirm_remove.set(false);
             deleting.set(None);
+            renaming.set(false);
         });
     }
     // A long conversation opens with its newest messages and grows upwards, a step per task.
@@ -254,12 +257,26 @@ pub fn chat_view(props: &Props) -> Html {
                     <span aria-hidden="true">{ "‹" }</span>
                 </button>
                 <div class="chat-title">
-                    <h2 id="chat-heading">{ name.clone() }</h2>
+                    if *renaming {
+                        <crate::contacts::RenameForm jid={ peer.clone() }
+                            name={ contact.and_then(|c| c.name.clone()).map(AttrValue::from) }
+                            on_action={ props.on_action.clone() }
+                            on_close={ { let renaming = renaming.clone(); Callback::from(move |()| renaming.set(false)) } } />
+                    } else {
+                        <h2 id="chat-heading" data-testid="chat-heading">{ name.clone() }</h2>
+                    }
                     <p class="chat-sub">
                         <span class={classes!("dot", dot)} aria-hidden="true"></span>
                         { presence }
                         if name != peer.to_string() {
                             { " · " }<span class="jid">{ peer.to_string() }</span>
+                        }
+                        if contact.is_some() && !*renaming {
+                            { " · " }
+                            <button type="button" class="link-button" data-testid="contact-rename"
+                                onclick={ { let renaming = renaming.clone(); Callback::from(move |_: MouseEvent| renaming.set(true)) } }>
+                                { text::CONTACT_RENAME }
+                            </button>
                         }
                     </p>
                 </div>

@@ -246,3 +246,75 @@ fn add_contact(props: &AddProps) -> Html {
         </form>
     }
 }
+
+/// The rename form's inputs.
+#[derive(Properties, PartialEq)]
+pub struct RenameProps {
+    /// The contact.
+    pub jid: BareJid,
+    /// The name we gave them, if any.
+    pub name: Option<AttrValue>,
+    /// Where the new name goes.
+    pub on_action: Callback<Action>,
+    /// Called when the form is done (saved or given up).
+    pub on_close: Callback<()>,
+}
+
+/// Gives a contact the name we know them by, in place of the conversation's title. Enter
+/// saves; Escape or Cancel keeps the old name; an empty name shows their address.
+#[function_component(RenameForm)]
+pub fn rename_form(props: &RenameProps) -> Html {
+    let input = use_node_ref();
+    {
+        let input = input.clone();
+        use_effect_with((), move |_| {
+            if let Some(el) = input.cast::<HtmlInputElement>() {
+                let _ = el.focus();
+                el.select();
+            }
+        });
+    }
+    let on_submit = {
+        let input = input.clone();
+        let jid = props.jid.clone();
+        let on_action = props.on_action.clone();
+        let on_close = props.on_close.clone();
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            let name = input
+                .cast::<HtmlInputElement>()
+                .map(|i| i.value())
+                .unwrap_or_default();
+            on_action.emit(Action::Rename(jid.clone(), name));
+            on_close.emit(());
+        })
+    };
+    let on_keydown = {
+        let on_close = props.on_close.clone();
+        Callback::from(move |e: KeyboardEvent| {
+            if e.key() == "Escape" {
+                // Gives up the new name only; the conversation stays open.
+                e.prevent_default();
+                e.stop_propagation();
+                on_close.emit(());
+            }
+        })
+    };
+    let cancel = props.on_close.reform(|_: MouseEvent| ());
+    html! {
+        <form class="rename" onsubmit={on_submit} onkeydown={on_keydown} autocomplete="off">
+            <label class="visually-hidden" for="contact-rename-input">{ text::CONTACT_RENAME_LABEL }</label>
+            <input id="contact-rename-input" data-testid="contact-rename-input" type="text" ref={input}
+                value={ props.name.clone().unwrap_or_default() } placeholder={ props.jid.to_string() }
+                maxlength={ MAX_CONTACT_NAME_CHARS.to_string() } />
+            <button type="submit" class="button primary" data-testid="contact-rename-save">
+                { text::CONTACT_RENAME_SAVE }
+            </button>
+            <button type="button" class="button subtle" data-testid="contact-rename-cancel"
+                onclick={cancel}>{ text::CONTACT_RENAME_CANCEL }</button>
+        </form>
+    }
+}
+
+/// The longest name the form takes, in characters (the session bounds it in bytes).
+const MAX_CONTACT_NAME_CHARS: usize = 64;

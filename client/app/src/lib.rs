@@ -67,6 +67,8 @@ pub enum Action {
     /// Delete our message with this (original) id in the open conversation for everyone
     /// (XEP-0424), after the user confirmed it.
     Retract(String),
+    /// Give a contact the name we know them by (empty: none).
+    Rename(BareJid, String),
     /// Set our own status, as contacts see it.
     SetStatus {
         /// How available we are.

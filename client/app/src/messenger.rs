@@ -917,6 +917,25 @@ impl Messenger {
                 }
                 self.apply(notices);
             }
+            Action::Rename(jid, name) => {
+                let unchanged = self
+                    .store
+                    .contacts
+                    .get(&jid)
+                    .is_some_and(|c| c.name.as_deref().unwrap_or_default() == name.trim());
+                if unchanged {
+                    return;
+                }
+                let Some(driver) = self.driver.as_mut() else {
+                    return;
+                };
+                // The server's roster push brings the new name to every device, this one too.
+                let (result, notices) = driver.command(|s| s.rename_contact(&jid, Some(&name)));
+                if let Err(e) = result {
+                    self.store().set_notice(Some(text::command_error(&e)));
+                }
+                self.apply(notices);
+            }
             Action::SetStatus { availability, text } => {
                 let line: String = text
                     .trim()

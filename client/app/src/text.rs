@@ -130,6 +130,10 @@ pub const CONTACT_ADD_SUBMIT: &str = "Add";
 pub const CONTACT_ADD_INVALID: &str = "Enter the contact's chat address as name@domain.";
 pub const CONTACT_ADD_SELF: &str = "That is your own address.";
 pub const CONTACT_REMOVE: &str = "Remove contact";
+pub const CONTACT_RENAME: &str = "Rename";
+pub const CONTACT_RENAME_LABEL: &str = "Name for this contact";
+pub const CONTACT_RENAME_SAVE: &str = "Save";
+pub const CONTACT_RENAME_CANCEL: &str = "Cancel";
 pub const CONTACT_AWAITING: &str = "Waiting for them to accept";
 pub const CONTACT_BLOCK: &str = "Block";
 pub const CONTACT_UNBLOCK: &str = "Unblock";
@@ -329,6 +333,8 @@ pub const ERROR_NOT_XMPP: &str = "The server address does not lead to a chat ser
 pub const ERROR_NOT_ONLINE: &str = "You are offline; try again once the connection is back.";
 pub const ERROR_QUEUE_FULL: &str = "Too many unsent messages; wait for the connection to catch up.";
 pub const ERROR_BAD_BODY: &str = "That message is empty or too long.";
+pub const ERROR_BAD_NAME: &str = "That name is too long or has line breaks.";
+pub const ERROR_NOT_IN_ROSTER: &str = "Only a contact in your list can be renamed.";
 pub const ERROR_BAD_ID: &str = "That message cannot be deleted: it has no usable id.";
 
 /// Why the session ended, for the login screen.
@@ -371,6 +377,8 @@ pub fn command_error(e: &sotto_session::CommandError) -> String {
         sotto_session::CommandError::QueueFull => ERROR_QUEUE_FULL.into(),
         sotto_session::CommandError::BadBody => ERROR_BAD_BODY.into(),
         sotto_session::CommandError::BadId => ERROR_BAD_ID.into(),
+        sotto_session::CommandError::BadName => ERROR_BAD_NAME.into(),
+        sotto_session::CommandError::NotInRoster => ERROR_NOT_IN_ROSTER.into(),
         _ => format!("{e}"),
     }
 }

@@ -58,6 +58,12 @@ pub enum CommandError {
     /// A message id is empty or too long.
     #[error("no such message")]
     BadId,
+    /// A contact's name is too long or has control characters.
+    #[error("that name is too long or has control characters")]
+    BadName,
+    /// The address is not in the roster.
+    #[error("not a contact")]
+    NotInRoster,
 }
 
 impl StreamError {

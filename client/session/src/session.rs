@@ -37,6 +37,8 @@ pub const MAX_UNACKED: usize = 1000;
 pub const MAX_PENDING: usize = 500;
 /// Longest message body we send.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The longest name we give a contact (servers limit roster items; Prosody to a few KB).
+pub const MAX_NAME_BYTES: usize = 256;
 /// The longest message id we name in a retraction (ids are short tokens; this is generous).
 pub const MAX_ID_BYTES: usize = 256;
 /// XEP-0424's fallback text, for clients that know no retraction.
@@ -628,6 +630,40 @@ impl Session {
             .attr(rxml::xml_ncname!("subscription").into(), "remove")
             .build();
         let query = Element::builder("query", ns::ROSTER).append(item).build();
+        self.send_iq("set", query, PendingIq::RosterSet)
+    }
+
+    /// Gives a contact in the roster the name we know them by (`None` or empty: none, the
+    /// address is shown). Their groups stay: a roster set replaces the whole item (RFC 6121
+    /// §2.1.2), so they are sent again.
+    pub fn rename_contact(
+        &mut self,
+        jid: &BareJid,
+        name: Option<&str>,
+    ) -> Result<(), CommandError> {
+        self.require_online()?;
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        if name.is_some_and(|n| n.len() > MAX_NAME_BYTES || n.chars().any(char::is_control)) {
+            return Err(CommandError::BadName);
+        }
+        let Some(current) = self.roster.get(jid) else {
+            return Err(CommandError::NotInRoster);
+        };
+        let mut item = Element::builder("item", ns::ROSTER)
+            .attr(rxml::xml_ncname!("jid").into(), jid.to_string());
+        if let Some(name) = name {
+            item = item.attr(rxml::xml_ncname!("name").into(), name);
+        }
+        for group in &current.groups {
+            item = item.append(
+                Element::builder("group", ns::ROSTER)
+                    .append(group.as_str())
+                    .build(),
+            );
+        }
+        let query = Element::builder("query", ns::ROSTER)
+            .append(item.build())
+            .build();
         self.send_iq("set", query, PendingIq::RosterSet)
     }
 

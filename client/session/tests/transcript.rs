@@ -510,3 +510,47 @@ proptest! {
         let _ = events(&mut s);
     }
 }
+
+#[test]
+fn renaming_a_contact_keeps_their_groups() {
+    let mut s = online();
+    events(&mut s);
+    s.handle_frame("<iq xmlns='jabber:client' type='set' id='push1'><query xmlns='jabber:iq:roster'><item jid='bob@localhost' name='Bob' subscription='both'><group>Friends</group><group>Work</group></item></query></iq>", t(5));
+    sent(&mut s);
+    let bob: sotto_session::BareJid = "bob@localhost".parse().unwrap();
+    s.rename_contact(&bob, Some("  Robert  ")).unwrap();
+    let out = sent(&mut s);
+    let set: minidom::Element = out
+        .iter()
+        .find(|f| f.contains("jabber:iq:roster"))
+        .expect("a roster set")
+        .parse()
+        .unwrap();
+    let item = set
+        .get_child("query", "jabber:iq:roster")
+        .and_then(|q| q.get_child("item", "jabber:iq:roster"))
+        .unwrap();
+    assert_eq!(item.attr("jid"), Some("bob@localhost"));
+    assert_eq!(item.attr("name"), Some("Robert"));
+    assert_eq!(item.attr("subscription"), None);
+    let groups: Vec<String> = item.children().map(minidom::Element::text).collect();
+    assert_eq!(groups, ["Friends", "Work"]);
+    // No name: the attribute goes, and the address is what clients show.
+    s.rename_contact(&bob, Some(" ")).unwrap();
+    let out = sent(&mut s);
+    assert!(out
+        .iter()
+        .any(|f| f.contains("jabber:iq:roster") && !f.contains("name=")));
+    assert_eq!(
+        s.rename_contact(&bob, Some(&"x".repeat(257))),
+        Err(sotto_session::CommandError::BadName)
+    );
+    assert_eq!(
+        s.rename_contact(&bob, Some("two\nlines")),
+        Err(sotto_session::CommandError::BadName)
+    );
+    assert_eq!(
+        s.rename_contact(&"carol@localhost".parse().unwrap(), Some("Carol")),
+        Err(sotto_session::CommandError::NotInRoster)
+    );
+}
