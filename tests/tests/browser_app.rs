@@ -364,6 +364,42 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             type_into(bob, "chat-input", "sent after unblocking\u{E007}").await?;
             wait_css_text(alice, &message_css("in"), "sent after unblocking", STEP).await?;
 
+            // Message styling (XEP-0393), as Conversations and Dino send it: Shift+Enter
+            // starts a new line; the directives stay visible; a code block is not styled.
+            let new_line = "\u{E008}\u{E007}\u{E000}";
+            type_into(
+                alice,
+                "chat-input",
+                &format!(
+                    "*bold* _slanted_ ~struck~ `code`{new_line}> quoted *words*{new_line}```{new_line}pre *not bold*{new_line}```{new_line}after{ENTER}"
+                ),
+            )
+            .await?;
+            let styled = wait_css_text(bob, &message_css("in"), "after", STEP).await?;
+            for (css, text) in [
+                ("strong", "*bold*"),
+                ("em", "_slanted_"),
+                ("s", "~struck~"),
+                ("code", "`code`"),
+                (".styled-quote", "quoted *words*"),
+                (".styled-quote strong", "*words*"),
+                (".styled-pre", "pre *not bold*"),
+            ] {
+                let found = styled
+                    .find(Locator::Css(&format!(".body {css}")))
+                    .await
+                    .with_context(|| format!("no {css} in the styled message"))?;
+                ensure!(found.text().await?.trim() == text, "{css}: {:?}", found.text().await?);
+            }
+            ensure!(
+                styled
+                    .find_all(Locator::Css(".styled-pre strong"))
+                    .await?
+                    .is_empty(),
+                "styled inside a code block"
+            );
+            save_screenshot(bob, "chat-styled").await?;
+
             // Phone width: one pane at a time.
             bob.client().set_window_size(390, 800).await?;
             save_screenshot(bob, "chat-phone").await?;

@@ -11,6 +11,7 @@ use yew::prelude::*;
 
 use crate::steps::use_rows_in_steps;
 use crate::store::{DeliveryState, Lock, Message, PlaintextPrompt, Store};
+use crate::styling::{self, Block, Span, Style};
 use crate::time::{self, Millis};
 use crate::{availability_words, text, Action};
 
@@ -496,7 +497,7 @@ fn message_item(props: &MessageProps) -> Html {
                     { format!("{} {error}", text::DECRYPT_ERROR_PREFIX) }
                 </p>
             } else {
-                <p class="body">{ body_html(&message.body) }</p>
+                <div class="body">{ body_html(&message.body) }</div>
             }
             <span class="meta">
                 { for meta.into_iter().enumerate().map(|(i, part)| html! {
@@ -864,9 +865,68 @@ fn composer(props: &ComposerProps) -> Html {
     }
 }
 
-/// A message text as text, with its web addresses as links that show their real target
-/// (crate::links). Never HTML: the text is only ever a text node.
+/// A message text as text: styled as XEP-0393 says (crate::styling) when it has any styling,
+/// with its web addresses as links that show their real target (crate::links). Never HTML:
+/// the text is only ever text nodes inside elements the app chose.
 fn body_html(body: &str) -> Html {
+    if !styling::has_styling(body) {
+        return text_with_links(body);
+    }
+    blocks_html(&styling::blocks(body))
+}
+
+/// Lines are joined by line breaks (the body keeps white space); quotations and preformatted
+/// blocks are blocks of their own.
+fn blocks_html(blocks: &[Block<'_>]) -> Html {
+    let mut nodes = Vec::with_capacity(blocks.len() * 2);
+    let mut after_line = false;
+    for block in blocks {
+        match block {
+            Block::Line(spans) => {
+                if after_line {
+                    nodes.push(html! { "\n" });
+                }
+                nodes.push(spans_html(spans));
+                after_line = true;
+            }
+            Block::Pre(lines) => {
+                nodes.push(html! { <pre class="styled-pre">{ lines.join("\n") }</pre> });
+                after_line = false;
+            }
+            Block::Quote(inner) => {
+                nodes.push(
+                    html! { <blockquote class="styled-quote">{ blocks_html(inner) }</blockquote> },
+                );
+                after_line = false;
+            }
+        }
+    }
+    html! { { for nodes } }
+}
+
+/// Styled spans keep their directives, dimmed and hidden from screen readers.
+fn spans_html(spans: &[Span<'_>]) -> Html {
+    html! {
+        { for spans.iter().map(|span| match span {
+            Span::Plain(text) => text_with_links(text),
+            Span::Styled(style, children) => {
+                let directive = html! {
+                    <span class="directive" aria-hidden="true">{ style.directive().to_string() }</span>
+                };
+                let inner = html! { <>{ directive.clone() }{ spans_html(children) }{ directive }</> };
+                match style {
+                    Style::Strong => html! { <strong>{ inner }</strong> },
+                    Style::Emphasis => html! { <em>{ inner }</em> },
+                    Style::Strike => html! { <s>{ inner }</s> },
+                    Style::Code => html! { <code>{ inner }</code> },
+                }
+            }
+        }) }
+    }
+}
+
+/// Text with its web addresses as links that show their real target (crate::links).
+fn text_with_links(body: &str) -> Html {
     use crate::links::{segments, Segment};
     let segments = segments(body);
     if segments.iter().all(|s| matches!(s, Segment::Text(_))) {

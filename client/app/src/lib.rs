@@ -28,6 +28,7 @@ pub mod persist;
 mod status;
 mod steps;
 pub mod store;
+mod styling;
 mod text;
 mod time;
 mod trust;
