@@ -144,12 +144,12 @@ pub async fn click(b: &Browser, testid: &str) -> Result<()> {
     Ok(())
 }
 
-/// Asks to delete our message `message` for everyone as a user does: points at it (its
-/// "Delete" shows on hover where there is a mouse) and presses "Delete"; returns once the
-/// confirmation dialog is open.
-pub async fn open_delete_dialog(
+/// Presses the button `testid` of `message` as a user does: points at the message first (its
+/// buttons show on hover where there is a mouse), then clicks once the button can be clicked.
+pub async fn press_message_button(
     b: &Browser,
     message: &fantoccini::elements::Element,
+    testid: &str,
 ) -> Result<()> {
     use fantoccini::actions::{InputSource as _, MouseActions, PointerAction};
     let pointer = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
@@ -160,17 +160,27 @@ pub async fn open_delete_dialog(
     });
     b.client().perform_actions(pointer).await?;
     let button = message
-        .find(Locator::Css(&testid_selector("message-delete")))
+        .find(Locator::Css(&testid_selector(testid)))
         .await
-        .context("no \"Delete\" on the message")?;
+        .with_context(|| format!("no {testid} on the message"))?;
     // It fades in: the driver refuses to click it until it is visible.
     let deadline = tokio::time::Instant::now() + STEP;
     while let Err(e) = button.click().await {
         if tokio::time::Instant::now() >= deadline {
-            return Err(e).context("\"Delete\" never became clickable");
+            return Err(e).with_context(|| format!("{testid} never became clickable"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(())
+}
+
+/// Asks to delete our message `message` for everyone as a user does ("Delete" on it); returns
+/// once the confirmation dialog is open.
+pub async fn open_delete_dialog(
+    b: &Browser,
+    message: &fantoccini::elements::Element,
+) -> Result<()> {
+    press_message_button(b, message, "message-delete").await?;
     b.wait_for_testid("delete-dialog", STEP).await?;
     Ok(())
 }

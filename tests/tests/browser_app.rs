@@ -10,8 +10,8 @@ use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
     befriend, click, contact_css, count, delete_message, dist_dir, message_css, open_delete_dialog,
-    save_screenshot, submit_login_form, type_into, wait_attr, wait_css, wait_css_text, wait_gone,
-    wait_text, ENTER, ESCAPE,
+    press_message_button, save_screenshot, submit_login_form, type_into, wait_attr, wait_css,
+    wait_css_text, wait_gone, wait_text, ENTER, ESCAPE,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -399,6 +399,25 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
                 "styled inside a code block"
             );
             save_screenshot(bob, "chat-styled").await?;
+
+            // bob quotes it in his reply: its lines go into his box as a quotation (the
+            // quotation inside it left out), and alice sees his reply with the quote.
+            press_message_button(bob, &styled, "message-quote").await?;
+            let input = bob.wait_for_testid("chat-input", STEP).await?;
+            let quoted = input.prop("value").await?.unwrap_or_default();
+            ensure!(
+                quoted.starts_with("> *bold* _slanted_")
+                    && quoted.contains("> after\n")
+                    && !quoted.contains("quoted *words*"),
+                "the quote in the box: {quoted:?}"
+            );
+            input.send_keys(&format!("agreed{ENTER}")).await?;
+            let reply = wait_css_text(alice, &message_css("in"), "agreed", STEP).await?;
+            let quote = reply
+                .find(Locator::Css(".body .styled-quote"))
+                .await
+                .context("the reply shows no quotation")?;
+            ensure!(quote.text().await?.contains("*bold*"));
 
             // Phone width: one pane at a time.
             bob.client().set_window_size(390, 800).await?;

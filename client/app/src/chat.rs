@@ -66,6 +66,18 @@ pub fn chat_view(props: &Props) -> Html {
     // What was typed and not sent, per conversation, for as long as this view lives (memory
     // only: it goes at sign-out like everything else).
     let drafts = use_mut_ref(HashMap::new);
+    // The text of a message the user asked to quote, numbered so that quoting the same one
+    // twice quotes it twice; the composer takes it in.
+    let quote = use_state(|| None::<(u32, AttrValue)>);
+    let on_quote = {
+        let quote = quote.setter();
+        let count = use_mut_ref(|| 0u32);
+        use_callback((), move |body: AttrValue, _| {
+            let mut count = count.borrow_mut();
+            *count = count.wrapping_add(1);
+            quote.set(Some((*count, body)));
+        })
+    };
     let active = store.active.clone();
     // Whether the reader is at the newest message: then the view stays there whatever renders
     // (new messages, the typing line, rows whose real height replaces the estimate of
@@ -323,7 +335,7 @@ pub fn chat_view(props: &Props) -> Html {
                 if messages.is_empty() && history.loading.is_none() {
                     <li class="empty">{ text::CHAT_NO_MESSAGES }</li>
                 }
-                { for message_rows(messages, store.now(), &peer_name, last_own.as_ref().map(|(id, _)| id.as_str()), &on_edit, &on_delete, conversation.and_then(|c| c.first_unread)) }
+                { for message_rows(messages, store.now(), &peer_name, last_own.as_ref().map(|(id, _)| id.as_str()), &MessageCallbacks { on_edit, on_delete, on_quote }, conversation.and_then(|c| c.first_unread)) }
                 <li class="end" aria-hidden="true"></li>
             </ol>
             <p class="typing" aria-live="off">
@@ -335,7 +347,7 @@ pub fn chat_view(props: &Props) -> Html {
                 </p>
             } else {
                 <Composer key={ peer.to_string() } on_action={ props.on_action.clone() }
-                    last_own={ last_own.clone() } edit_token={ *edit_token }
+                    last_own={ last_own.clone() } edit_token={ *edit_token } quote={ (*quote).clone() }
                     draft={ Draft { drafts: drafts.clone(), peer: peer.clone() } } />
             }
             if let Some(message) = deleting.as_ref().and_then(|id| {
@@ -360,6 +372,16 @@ pub fn chat_view(props: &Props) -> Html {
     }
 }
 
+/// What the messages' buttons call.
+struct MessageCallbacks {
+    /// Starts correcting our last message.
+    on_edit: Callback<()>,
+    /// Asks to delete one of ours for everyone.
+    on_delete: Callback<String>,
+    /// Quotes a message in the message box.
+    on_quote: Callback<AttrValue>,
+}
+
 /// The messages, each day's under a heading ("Today", "Yesterday", the date), all keyed so
 /// that older pages arriving in front move no rows.
 fn message_rows(
@@ -367,8 +389,7 @@ fn message_rows(
     now: Millis,
     peer_name: &AttrValue,
     correctable: Option<&str>,
-    on_edit: &Callback<()>,
-    on_delete: &Callback<String>,
+    callbacks: &MessageCallbacks,
     first_unread: Option<u64>,
 ) -> Vec<Html> {
     let mut rows = Vec::with_capacity(messages.len() + 8);
@@ -396,7 +417,8 @@ fn message_rows(
             && m.id.as_deref() == correctable;
         rows.push(html! {
             <MessageItem key={m.seq} message={m.clone()} peer_name={ peer_name.clone() }
-                on_edit={ editable.then(|| on_edit.clone()) } on_delete={ on_delete.clone() } />
+                on_edit={ editable.then(|| callbacks.on_edit.clone()) }
+                on_delete={ callbacks.on_delete.clone() } on_quote={ callbacks.on_quote.clone() } />
         });
     }
     rows
@@ -410,6 +432,8 @@ struct MessageProps {
     on_edit: Option<Callback<()>>,
     /// Asks to delete one of our messages for everyone (given its id); the view confirms first.
     on_delete: Callback<String>,
+    /// Quotes a message's text in the message box.
+    on_quote: Callback<AttrValue>,
 }
 
 /// One message. A component, so that a long conversation is not rebuilt for every change.
@@ -464,21 +488,38 @@ fn message_item(props: &MessageProps) -> Html {
                 aria-label={ text::MESSAGE_EDIT_LABEL } {onclick}>{ text::MESSAGE_EDIT }</button>
         });
     }
-    // Any of our messages can be deleted for everyone (XEP-0424), once. Shown on hover or
-    // focus where there is a pointer (static/style.css), so a long conversation is not a
-    // column of "Delete"s; always on touch screens.
+    // Quote any message with text; delete any of ours for everyone (XEP-0424), once. Shown on
+    // hover or focus where there is a pointer (static/style.css), so a long conversation is
+    // not a column of buttons; always on touch screens.
+    let has_text = !message.retracted && message.error.is_none() && !message.body.is_empty();
+    let quote = has_text.then(|| {
+        let body = AttrValue::from(message.body.clone());
+        let onclick = props.on_quote.reform(move |_: MouseEvent| body.clone());
+        html! {
+            <>
+                { if meta.is_empty() { "" } else { " · " } }
+                <button type="button" class="link-button" data-testid="message-quote"
+                    aria-label={ text::MESSAGE_QUOTE_LABEL } {onclick}>{ text::MESSAGE_QUOTE }</button>
+            </>
+        }
+    });
     let delete = match (outgoing, message.retracted, message.id.clone()) {
         (true, false, Some(id)) => {
             let onclick = props.on_delete.reform(move |_: MouseEvent| id.clone());
-            html! {
-                <span class="message-actions">
-                    { if meta.is_empty() { "" } else { " · " } }
+            Some(html! {
+                <>
+                    { if meta.is_empty() && quote.is_none() { "" } else { " · " } }
                     <button type="button" class="link-button" data-testid="message-delete"
                         aria-label={ text::MESSAGE_DELETE_LABEL } {onclick}>{ text::MESSAGE_DELETE }</button>
-                </span>
-            }
+                </>
+            })
         }
-        _ => Html::default(),
+        _ => None,
+    };
+    let actions = if quote.is_some() || delete.is_some() {
+        html! { <span class="message-actions">{ quote }{ delete }</span> }
+    } else {
+        Html::default()
     };
     html! {
         <li class={classes!("message", direction, message.state.attr(), message.error.is_some().then_some("undecryptable"))}
@@ -503,7 +544,7 @@ fn message_item(props: &MessageProps) -> Html {
                 { for meta.into_iter().enumerate().map(|(i, part)| html! {
                     <>{ if i > 0 { " · " } else { "" } }{ part }</>
                 }) }
-                { delete }
+                { actions }
             </span>
         </li>
     }
@@ -684,6 +725,8 @@ struct ComposerProps {
     /// This conversation's unsent text: shown again when the conversation is, and after a
     /// correction (which borrows the box) ends.
     draft: Draft,
+    /// A message's text to quote (numbered: each new number quotes once).
+    quote: Option<(u32, AttrValue)>,
 }
 
 /// The message box: Enter sends, Shift+Enter starts a new line; typing notifications. The Up
@@ -713,6 +756,31 @@ fn composer(props: &ComposerProps) -> Html {
                     text_state.set(body.clone());
                     editing.set(Some((id, body)));
                 }
+            }
+        });
+    }
+    {
+        // Quoting: the message's lines go into the box as a quotation (XEP-0393, as
+        // Conversations quotes), after what is there, and the caret after them.
+        let seen = use_mut_ref(|| props.quote.as_ref().map(|(n, _)| *n));
+        let text_state = text_state.clone();
+        let editing = editing.clone();
+        let draft = props.draft.clone();
+        let input = input.clone();
+        use_effect_with(props.quote.clone(), move |quote| {
+            let Some((number, body)) = quote else {
+                return;
+            };
+            if seen.borrow_mut().replace(*number) == Some(*number) {
+                return;
+            }
+            let text = with_quote(&text_state, body);
+            if editing.is_none() {
+                draft.set(&text);
+            }
+            text_state.set(text);
+            if let Some(el) = input.cast::<HtmlTextAreaElement>() {
+                let _ = el.focus();
             }
         });
     }
@@ -865,6 +933,22 @@ fn composer(props: &ComposerProps) -> Html {
     }
 }
 
+/// `text` followed by `quoted` as a quotation, one `> ` per line, ready for the reply. The
+/// quotations inside `quoted` are left out, as Conversations does: a quote of a quote of a
+/// quote helps nobody.
+fn with_quote(text: &str, quoted: &str) -> String {
+    let mut out = text.to_owned();
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for line in quoted.lines().filter(|l| !l.starts_with('>')) {
+        out.push_str("> ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// A message text as text: styled as XEP-0393 says (crate::styling) when it has any styling,
 /// with its web addresses as links that show their real target (crate::links). Never HTML:
 /// the text is only ever text nodes inside elements the app chose.
@@ -948,5 +1032,18 @@ fn text_with_links(body: &str) -> Html {
                 </>
             },
         }) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_quote;
+
+    #[test]
+    fn quotes_go_after_the_text_one_marker_a_line_without_older_quotes() {
+        assert_eq!(with_quote("", "one\ntwo"), "> one\n> two\n");
+        assert_eq!(with_quote("so", "x"), "so\n> x\n");
+        assert_eq!(with_quote("so\n", "x"), "so\n> x\n");
+        assert_eq!(with_quote("", "> older\nnew"), "> new\n");
     }
 }
