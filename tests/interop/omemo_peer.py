@@ -29,6 +29,7 @@ Commands (stdin):
   {"cmd": "devices", "jid": JID}                     refresh and report JID's OMEMO 0.3 devices
   {"cmd": "set_device_list", "devices": [ID, ...]}   publish our own OMEMO 0.3 device list as given
   {"cmd": "replace_sessions", "jid": JID}            python-omemo's session repair for JID's devices
+  {"cmd": "publish_avatar", "data": BASE64}           publish a picture (XEP-0084), data then metadata
   {"cmd": "subscribe", "jid": JID}                   presence subscription request
   {"cmd": "quit"}                                    disconnect and exit 0
 
@@ -354,6 +355,15 @@ class Peer(ClientXMPP):
             for device in devices:
                 await session_manager.replace_sessions(device)
             emit("done", cmd=kind)
+        elif kind == "publish_avatar":
+            # XEP-0084 as Conversations and Dino publish it: the data item first, named by its
+            # SHA-1, then the metadata that announces it to contacts.
+            data = base64.b64decode(cmd["data"])
+            avatar = self.plugin["xep_0084"]
+            await avatar.publish_avatar(data)
+            await avatar.publish_avatar_metadata(
+                {"id": avatar.generate_id(data), "type": cmd.get("type", "image/png"), "bytes": len(data)})
+            emit("done", cmd=kind)
         elif kind == "subscribe":
             self.send_presence_subscription(pto=JID(cmd["jid"]).bare)
             emit("done", cmd=kind)
@@ -371,7 +381,8 @@ async def main() -> int:
     )
     peer = Peer(os.environ["PEER_JID"], os.environ["PEER_PASSWORD"])
     peer.ca_certs = Path(os.environ["PEER_CA"])
-    for plugin in ("xep_0030", "xep_0060", "xep_0115", "xep_0163", "xep_0199", "xep_0280", "xep_0334"):
+    for plugin in ("xep_0030", "xep_0060", "xep_0084", "xep_0115", "xep_0163", "xep_0199", "xep_0280",
+                   "xep_0334"):
         peer.register_plugin(plugin)
     if OMEMO:
         peer.register_plugin(

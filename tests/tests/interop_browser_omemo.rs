@@ -18,6 +18,8 @@ use sotto_tests::browser::{with_browser, Browser};
 use sotto_tests::prosody::Prosody;
 use sotto_tests::pypeer::{PeerOptions, PyPeer};
 
+/// A 48×48 PNG (a teal disc on orange), as a contact's picture.
+const AVATAR_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAADAAAAAwCAIAAADYYG7QAAAAf0lEQVR42u3YUQ2AQAyD4YpAHZp4RgnCkICDuwG7pUv+pAK+t7XTfe1WESBAgAC1BW3HOU4daEr5w9I6yjeWCjSvTKrRxE0q0wRNqtRETN1A6ZqpqRVokWZsAgQIECBAnUEcVwpaDsiuUzuuDsdd5rhcHbe96feDhxUgQIAy8wAIQYNacz5gDAAAAABJRU5ErkJggg==";
 const LOAD: Duration = Duration::from_secs(20);
 const STEP: Duration = Duration::from_secs(20);
 
@@ -212,6 +214,41 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
         ensure!(!page.contains("unsupported by your client"), "the fallback is shown");
         ensure!(count(alice, &message_css("in")).await? == 2);
         save_screenshot(alice, "omemo-retracted").await?;
+
+        // bob publishes a picture (XEP-0084, as Conversations and Dino do): alice's app is
+        // told, fetches it, checks it against its hash and shows it, decoded, on his row and
+        // in the conversation's header.
+        bob.command(serde_json::json!({"cmd": "publish_avatar", "data": AVATAR_PNG}))
+            .await?;
+        bob.expect("done", |_| true).await?;
+        let avatar_css = format!("{} [data-testid=\"avatar\"]", contact_css("bob@localhost"));
+        let img = wait_css(alice, &avatar_css, STEP)
+            .await
+            .context("bob's picture is not shown")?;
+        ensure!(
+            img.attr("src").await?.is_some_and(|src| src.starts_with("blob:")),
+            "the picture is not the app's own copy"
+        );
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let width = alice
+                .client()
+                .execute(
+                    "const i = document.querySelector(arguments[0]); return i && i.complete ? i.naturalWidth : 0;",
+                    vec![serde_json::json!(avatar_css)],
+                )
+                .await?;
+            if width == serde_json::json!(48) {
+                break;
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the picture was not decoded: width {width}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_css(alice, ".chat-sub [data-testid=\"avatar\"]", STEP).await?;
+        save_screenshot(alice, "omemo-avatar").await?;
         ensure!(
             alice
                 .client()

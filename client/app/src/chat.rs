@@ -279,7 +279,7 @@ pub fn chat_view(props: &Props) -> Html {
                         <h2 id="chat-heading" data-testid="chat-heading">{ name.clone() }</h2>
                     }
                     <p class="chat-sub">
-                        <span class={classes!("dot", dot)} aria-hidden="true"></span>
+                        { crate::contacts::avatar_and_dot(store.avatars.get(&peer).cloned().map(AttrValue::from).as_ref(), dot) }
                         { presence }
                         if name != peer.to_string() {
                             { " · " }<span class="jid">{ peer.to_string() }</span>

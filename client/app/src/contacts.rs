@@ -75,7 +75,8 @@ pub fn sidebar(props: &Props) -> Html {
                 { for contacts.iter().take(rows).map(|c| html! {
                     <ContactRow key={ c.jid.to_string() } contact={ (*c).clone() }
                         active={ store.active.as_ref() == Some(&c.jid) }
-                        blocked={ store.blocked.contains(&c.jid) } on_action={ props.on_action.clone() } />
+                        blocked={ store.blocked.contains(&c.jid) } on_action={ props.on_action.clone() }
+                        avatar={ store.avatars.get(&c.jid).cloned().map(AttrValue::from) } />
                 }) }
             </ul>
         }
@@ -142,6 +143,8 @@ struct RowProps {
     active: bool,
     blocked: bool,
     on_action: Callback<Action>,
+    /// The contact's picture, if they publish one.
+    avatar: Option<AttrValue>,
 }
 
 /// One roster entry. A component, so that rows whose contact did not change are skipped when
@@ -177,7 +180,7 @@ fn contact_row(props: &RowProps) -> Html {
                 data-presence={ class } data-subscription={ subscription }
                 data-blocked={ if props.blocked { "true" } else { "false" } }
                 aria-current={ if active { "true" } else { "false" } } onclick={open}>
-                <span class={classes!("dot", class)} aria-hidden="true"></span>
+                { avatar_and_dot(props.avatar.as_ref(), class) }
                 <span class="contact-text">
                     <span class="contact-name">{ name }</span>
                     <span class="contact-detail">
@@ -318,3 +321,16 @@ pub fn rename_form(props: &RenameProps) -> Html {
 
 /// The longest name the form takes, in characters (the session bounds it in bytes).
 const MAX_CONTACT_NAME_CHARS: usize = 64;
+
+/// A contact's picture with their presence dot on its corner, or the dot alone.
+pub fn avatar_and_dot(avatar: Option<&AttrValue>, presence: &'static str) -> Html {
+    match avatar {
+        Some(url) => html! {
+            <span class="avatar-frame">
+                <img class="avatar" src={ url.clone() } alt="" data-testid="avatar" decoding="async" />
+                <span class={classes!("dot", presence)} aria-hidden="true"></span>
+            </span>
+        },
+        None => html! { <span class={classes!("dot", presence)} aria-hidden="true"></span> },
+    }
+}

@@ -10,6 +10,7 @@
 //! (transmit, events, timer), with every session event passed through OMEMO first.
 
 use gloo_timers::callback::Timeout;
+use sotto_session::avatar::{AvatarEvent, Avatars};
 use sotto_session::omemo::temporary::{
     KdfParams, Role, TemporaryDevices, TemporaryEvent, DEFAULT_RETIRE_TIMEOUT,
 };
@@ -71,6 +72,8 @@ pub enum Notice {
     Omemo(Box<OmemoEvent>),
     /// The lifecycle of this device (recorded, clean-up of dead kiosk devices, retired).
     Device(TemporaryEvent),
+    /// A contact's picture changed (XEP-0084).
+    Avatar(AvatarEvent),
     /// The connection state changed.
     Connection(Connection),
     /// The session is over.
@@ -132,6 +135,8 @@ pub struct Driver {
     /// Records a kiosk device before it is published and retires it at the end; on a
     /// personal device, removes kiosk devices of this account that never retired.
     lifecycle: TemporaryDevices,
+    /// Contacts' pictures.
+    avatars: Avatars,
     /// Signing out waits for this device to leave the device list first.
     retiring: bool,
     url: String,
@@ -180,10 +185,13 @@ impl Driver {
         );
         let mut session = Session::new(config, &mut rng);
         omemo.attach(&mut session);
+        let avatars = Avatars::new();
+        avatars.attach(&mut session);
         let mut driver = Self {
             session,
             omemo,
             lifecycle,
+            avatars,
             retiring: false,
             url,
             notify,
@@ -392,16 +400,20 @@ impl Driver {
             while let Some(event) = self.omemo.poll_event() {
                 out.push(Notice::Omemo(Box::new(event)));
             }
+            while let Some(event) = self.avatars.poll_event() {
+                out.push(Notice::Avatar(event));
+            }
             let Some(event) = self.session.poll_event() else {
                 break;
             };
             // The lifecycle takes the answers to its requests; OMEMO takes what is its own
-            // (PEP results, encrypted messages). Both may queue stanzas; everything else
-            // comes back.
+            // (PEP results, encrypted messages), the avatar layer its notifications and
+            // fetches. Each may queue stanzas; everything else comes back.
             let event = self
                 .lifecycle
                 .handle_event(&mut self.session, &mut self.omemo, event)
-                .and_then(|event| self.omemo.handle_event(&mut self.session, event));
+                .and_then(|event| self.omemo.handle_event(&mut self.session, event))
+                .and_then(|event| self.avatars.handle_event(&mut self.session, event));
             self.transmit();
             let Some(event) = event else {
                 continue;

@@ -7,6 +7,7 @@
 use std::rc::Rc;
 
 use gloo_timers::callback::Timeout;
+use sotto_session::avatar::AvatarEvent;
 use sotto_session::omemo::temporary::Role;
 use sotto_session::omemo::Omemo;
 use sotto_session::{BareJid, ChatState, Config, Event as SessionEvent};
@@ -64,6 +65,8 @@ pub(crate) struct Messenger {
     /// A history write is scheduled, or one is running.
     history_save: Option<Timeout>,
     history_saving: bool,
+    /// The object URLs of contacts' pictures, revoked when replaced and at sign-out.
+    avatar_urls: Vec<String>,
     roster_dirty: bool,
     saved_messages: u64,
     /// A storage problem at login: offer to forget the saved data of this account.
@@ -99,6 +102,7 @@ impl Messenger {
             device_dirty: false,
             history_save: None,
             history_saving: false,
+            avatar_urls: Vec::new(),
             roster_dirty: false,
             saved_messages: 0,
             offer_forget: None,
@@ -734,6 +738,15 @@ impl Messenger {
                     }
                 }
                 Notice::Device(_) => self.device_dirty = true,
+                Notice::Avatar(AvatarEvent::Changed { jid, avatar }) => {
+                    let url = avatar.as_ref().and_then(object_url);
+                    if let Some(url) = &url {
+                        self.avatar_urls.push(url.to_string());
+                    }
+                    if let Some(old) = self.store().set_avatar(jid, url) {
+                        revoke_object_url(&mut self.avatar_urls, &old);
+                    }
+                }
                 Notice::Omemo(event) => {
                     self.device_dirty = true;
                     if let Some(jid) = self.store().apply_omemo(*event) {
@@ -812,6 +825,9 @@ impl Messenger {
 
     /// Back to the login screen with nothing of the session left in memory.
     fn reset(&mut self) {
+        for url in std::mem::take(&mut self.avatar_urls) {
+            let _ = web_sys::Url::revoke_object_url(&url);
+        }
         self.driver = None;
         self.signed_in = false;
         self.unlocking = false;
@@ -1126,4 +1142,23 @@ fn with_mode(url: &str, mode: DeviceMode) -> String {
     };
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}mode={mode}")
+}
+
+/// An object URL for a contact's picture, with its type: the page shows it as an `<img>`
+/// (the Content-Security-Policy allows `blob:` images), and nothing else can read it.
+fn object_url(avatar: &sotto_session::avatar::Avatar) -> Option<std::rc::Rc<str>> {
+    let bytes = js_sys::Uint8Array::from(avatar.data.as_slice());
+    let parts = js_sys::Array::of1(&bytes);
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(avatar.mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options).ok()?;
+    web_sys::Url::create_object_url_with_blob(&blob)
+        .ok()
+        .map(std::rc::Rc::from)
+}
+
+/// Revokes an object URL this messenger made, so that the browser frees its picture.
+fn revoke_object_url(made: &mut Vec<String>, url: &str) {
+    made.retain(|u| u != url);
+    let _ = web_sys::Url::revoke_object_url(url);
 }

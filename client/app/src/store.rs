@@ -4,6 +4,7 @@
 //! is plain data (no browser APIs), so its rules are unit-tested natively.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use crate::time::{self, Millis};
 use sotto_session::omemo::{DeviceInfo, OmemoEvent, SendError, Trust};
@@ -487,6 +488,8 @@ pub struct Store {
     roster_rev: u64,
     /// Our own status (sent with every presence of ours).
     pub own_status: OwnStatus,
+    /// Contacts' pictures (XEP-0084), as object URLs the messenger made and will revoke.
+    pub avatars: HashMap<BareJid, Rc<str>>,
     /// Desktop notifications.
     pub notify: NotifyMode,
     /// The browser refused permission for notifications.
@@ -518,6 +521,19 @@ impl Store {
             connection: Some(Connection::Connecting),
             ..Self::default()
         }
+    }
+
+    /// Shows `url` as `jid`'s picture (`None`: none). Returns the URL it replaces, for the
+    /// messenger to revoke.
+    pub fn set_avatar(&mut self, jid: BareJid, url: Option<Rc<str>>) -> Option<Rc<str>> {
+        let old = match url {
+            Some(url) => self.avatars.insert(jid, url),
+            None => self.avatars.remove(&jid),
+        };
+        // The contact rows show it: their memoised list must be made again.
+        self.roster_rev += 1;
+        self.touch();
+        old
     }
 
     /// Records the status we just set.

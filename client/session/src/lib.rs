@@ -21,6 +21,7 @@
 #![deny(clippy::indexing_slicing)]
 #![deny(missing_docs)]
 
+pub mod avatar;
 pub mod discovery;
 pub mod document;
 pub mod error;

@@ -554,3 +554,89 @@ fn renaming_a_contact_keeps_their_groups() {
         Err(sotto_session::CommandError::NotInRoster)
     );
 }
+
+#[test]
+fn contacts_pictures_are_fetched_by_id_checked_and_throttled() {
+    use sha1::Digest as _;
+    use sotto_session::avatar::{AvatarEvent, Avatars, MAX_FETCHES};
+    let mut s = online();
+    let mut avatars = Avatars::new();
+    avatars.attach(&mut s);
+    events(&mut s);
+    sent(&mut s);
+    let picture = b"\x89PNG\r\n\x1a\npicture bytes".to_vec();
+    let id: String = sha1::Sha1::digest(&picture)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let announce = |from: &str, infos: &str| {
+        format!("<message xmlns='jabber:client' from='{from}' to='alice@localhost/test'><event xmlns='http://jabber.org/protocol/pubsub#event'><items node='urn:xmpp:avatar:metadata'><item id='x'><metadata xmlns='urn:xmpp:avatar:metadata'>{infos}</metadata></item></items></event></message>")
+    };
+    let info = format!(
+        "<info bytes='{}' id='{id}' type='image/png'/>",
+        picture.len()
+    );
+    // Pump the session's events through the layer; what it leaves is returned.
+    let pump = |s: &mut Session, avatars: &mut Avatars| -> Vec<Event> {
+        let mut left = Vec::new();
+        while let Some(e) = s.poll_event() {
+            if let Some(e) = avatars.handle_event(s, e) {
+                left.push(e);
+            }
+        }
+        left
+    };
+    // Six contacts announce pictures at once: four fetches go out, each for its item only.
+    for n in 0..6 {
+        s.handle_frame(&announce(&format!("c{n}@localhost"), &info), t(5));
+    }
+    assert!(pump(&mut s, &mut avatars).is_empty());
+    let fetches = sent(&mut s);
+    assert_eq!(fetches.len(), MAX_FETCHES, "{fetches:?}");
+    assert!(
+        fetches[0].contains("urn:xmpp:avatar:data") && fetches[0].contains(&id),
+        "{}",
+        fetches[0]
+    );
+    // The first answer: the picture, checked, for the UI; a fifth fetch starts.
+    let answer = |to_id: &str, from: &str, data: &[u8]| {
+        format!("<iq xmlns='jabber:client' type='result' id='{to_id}' from='{from}' to='alice@localhost/test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='urn:xmpp:avatar:data'><item id='{id}'><data xmlns='urn:xmpp:avatar:data'>{}</data></item></items></pubsub></iq>", BASE64.encode(data))
+    };
+    s.handle_frame(
+        &answer(attr(&fetches[0], "id"), "c0@localhost", &picture),
+        t(6),
+    );
+    assert!(pump(&mut s, &mut avatars).is_empty());
+    let changed = avatars.poll_event();
+    assert!(
+        matches!(&changed, Some(AvatarEvent::Changed { jid, avatar: Some(a) }) if jid.as_str() == "c0@localhost" && a.data == picture && a.mime == "image/png"),
+        "{changed:?}"
+    );
+    assert_eq!(sent(&mut s).len(), 1, "the fifth fetch");
+    // Bytes that are not the picture the id names are not shown.
+    s.handle_frame(
+        &answer(attr(&fetches[1], "id"), "c1@localhost", b"something else"),
+        t(7),
+    );
+    pump(&mut s, &mut avatars);
+    assert!(
+        matches!(
+            avatars.poll_event(),
+            Some(AvatarEvent::Changed { avatar: None, .. })
+        ),
+        "a picture that does not match its id"
+    );
+    // An empty metadata item: the contact took their picture down.
+    s.handle_frame(&announce("c0@localhost", ""), t(8));
+    pump(&mut s, &mut avatars);
+    assert!(matches!(
+        avatars.poll_event(),
+        Some(AvatarEvent::Changed { jid, avatar: None }) if jid.as_str() == "c0@localhost"
+    ));
+    // Other PEP nodes and results pass through untouched.
+    s.handle_frame("<message xmlns='jabber:client' from='c0@localhost' to='alice@localhost/test'><event xmlns='http://jabber.org/protocol/pubsub#event'><items node='urn:example:other'/></event></message>", t(9));
+    assert!(matches!(
+        &pump(&mut s, &mut avatars)[..],
+        [Event::PepNotification { .. }]
+    ));
+}

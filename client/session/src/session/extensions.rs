@@ -183,13 +183,38 @@ impl Session {
     /// Fetches the items of `jid`'s PEP node `node`; answered by [`Event::PepItems`] or
     /// [`Event::RequestFailed`].
     pub fn pep_fetch(&mut self, jid: &BareJid, node: &str) -> Result<RequestId, CommandError> {
+        self.fetch_items(jid, node, None)
+    }
+
+    /// Fetches only item `item_id` of `jid`'s PEP node `node` (XEP-0060 §6.5.8), e.g. one
+    /// picture of a data node that may hold several; answered as [`Session::pep_fetch`] is.
+    pub fn pep_fetch_item(
+        &mut self,
+        jid: &BareJid,
+        node: &str,
+        item_id: &str,
+    ) -> Result<RequestId, CommandError> {
+        self.fetch_items(jid, node, Some(item_id))
+    }
+
+    fn fetch_items(
+        &mut self,
+        jid: &BareJid,
+        node: &str,
+        item_id: Option<&str>,
+    ) -> Result<RequestId, CommandError> {
         let request = self.new_request();
-        let pubsub = Element::builder("pubsub", PUBSUB)
-            .append(
-                Element::builder("items", PUBSUB)
-                    .attr(rxml::xml_ncname!("node").into(), node)
+        let mut items =
+            Element::builder("items", PUBSUB).attr(rxml::xml_ncname!("node").into(), node);
+        if let Some(item_id) = item_id {
+            items = items.append(
+                Element::builder("item", PUBSUB)
+                    .attr(rxml::xml_ncname!("id").into(), item_id)
                     .build(),
-            )
+            );
+        }
+        let pubsub = Element::builder("pubsub", PUBSUB)
+            .append(items.build())
             .build();
         self.send_extension_iq(
             "get",
