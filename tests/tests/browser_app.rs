@@ -121,8 +121,14 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             let sent = wait_css_text(alice, &message_css("out"), "Hello Bob", STEP).await?;
             ensure!(sent.attr("data-encrypted").await?.as_deref() == Some("true"));
 
-            // bob sees it, as text (the markup is not interpreted), with an unread badge.
+            // bob sees it, as text (the markup is not interpreted), with an unread badge, and
+            // the page's title counts it (never who or what).
             let badge = wait_css(bob, "[data-testid=\"unread\"]", STEP).await?;
+            ensure!(
+                bob.client().title().await? == "(1) Sotto",
+                "title: {:?}",
+                bob.client().title().await?
+            );
             ensure!(badge.text().await?.trim() == "1");
             alice_at_bob.click().await?;
             let got =
@@ -135,6 +141,7 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
                 STEP,
             )
             .await?;
+            ensure!(bob.client().title().await? == "Sotto", "read, yet counted");
             ensure!(
                 bob.client()
                     .find_all(Locator::Css(".message b"))

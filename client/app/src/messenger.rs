@@ -67,6 +67,8 @@ pub(crate) struct Messenger {
     history_saving: bool,
     /// The object URLs of contacts' pictures, revoked when replaced and at sign-out.
     avatar_urls: Vec<String>,
+    /// The unread count the page's title shows.
+    title_unread: u32,
     roster_dirty: bool,
     saved_messages: u64,
     /// A storage problem at login: offer to forget the saved data of this account.
@@ -103,6 +105,7 @@ impl Messenger {
             history_save: None,
             history_saving: false,
             avatar_urls: Vec::new(),
+            title_unread: 0,
             roster_dirty: false,
             saved_messages: 0,
             offer_forget: None,
@@ -231,6 +234,7 @@ impl Loaded for Messenger {
             }
         }
         self.persist();
+        self.show_unread_in_title();
         true
     }
 
@@ -841,6 +845,19 @@ impl Messenger {
         self.history_save = None;
         self.history_saving = false;
         self.store = Rc::new(Store::default());
+    }
+
+    /// The page's title counts the unread messages ("(3) Sotto"), so a tab in the background
+    /// says that something came; never who or what.
+    fn show_unread_in_title(&mut self) {
+        let unread = self.store.unread_total();
+        if self.title_unread == unread {
+            return;
+        }
+        self.title_unread = unread;
+        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+            document.set_title(&text::page_title(unread));
+        }
     }
 
     /// Runs a session command; a failure becomes the notice.

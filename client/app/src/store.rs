@@ -593,8 +593,31 @@ impl Store {
                         .is_some_and(|n| n.to_lowercase().contains(&query))
             })
             .collect();
-        list.sort_by_cached_key(|c| (c.display_name().to_lowercase(), c.jid.to_string()));
+        // Recent conversations first, newest on top, as in every messenger; then everyone
+        // else by name.
+        list.sort_by_cached_key(|c| {
+            (
+                std::cmp::Reverse(self.last_activity(&c.jid)),
+                c.display_name().to_lowercase(),
+                c.jid.to_string(),
+            )
+        });
         list
+    }
+
+    /// When the latest message with `peer` was sent, if there is one.
+    fn last_activity(&self, peer: &BareJid) -> Option<Millis> {
+        self.conversations
+            .get(peer)
+            .and_then(|c| c.messages.last())
+            .and_then(|m| m.at)
+    }
+
+    /// How many messages are unread, in all conversations (the page's title shows it).
+    pub fn unread_total(&self) -> u32 {
+        self.contacts
+            .values()
+            .fold(0u32, |total, c| total.saturating_add(c.unread))
     }
 
     /// The open conversation's messages and typing state.
@@ -665,6 +688,8 @@ impl Store {
             },
         );
         self.messages_rev += 1;
+        // The conversation moves to the top of the list.
+        self.roster_rev += 1;
         self.touch();
     }
 
@@ -1265,6 +1290,7 @@ impl Store {
         );
         push_bounded(&mut conversation.messages, arrived);
         self.messages_rev += 1;
+        self.roster_rev += 1;
         if incoming {
             let name = self
                 .contacts
@@ -1423,6 +1449,30 @@ mod tests {
         let revision = store.roster_revision();
         store.apply(Event::RosterItemRemoved(jid("carol@x")));
         assert_ne!(store.roster_revision(), revision);
+
+        // Conversations go first, the latest on top; a message moves its conversation up.
+        store.apply(Event::Roster(vec![
+            item("zed@x", Some("Anna"), Subscription::Both),
+            item("bob@x", None, Subscription::Both),
+            item("carol@x", Some("carol"), Subscription::To),
+        ]));
+        store.set_clock(1_000);
+        store.sent(&jid("carol@x"), "c1".into(), "hi".into(), true);
+        store.set_clock(2_000);
+        let revision = store.roster_revision();
+        store.apply(Event::Message(chat("bob@x/phone", "b1", "hello")));
+        assert_ne!(store.roster_revision(), revision, "the order is made again");
+        let order = |s: &Store| -> Vec<String> {
+            s.sorted_contacts("")
+                .iter()
+                .map(|c| c.jid.to_string())
+                .collect()
+        };
+        assert_eq!(order(&store), ["bob@x", "carol@x", "zed@x"]);
+        store.set_clock(3_000);
+        store.sent(&jid("carol@x"), "c2".into(), "again".into(), true);
+        assert_eq!(order(&store), ["carol@x", "bob@x", "zed@x"]);
+        assert_eq!(store.unread_total(), 1);
     }
 
     #[test]

@@ -372,6 +372,15 @@ pub fn stream_error(e: &StreamError) -> String {
     }
 }
 
+/// The page's title: the app's name, after the number of unread messages if there are any.
+pub fn page_title(unread: u32) -> String {
+    if unread == 0 {
+        APP_NAME.to_owned()
+    } else {
+        format!("({unread}) {APP_NAME}")
+    }
+}
+
 /// A command that could not be carried out.
 pub fn command_error(e: &sotto_session::CommandError) -> String {
     match e {
