@@ -247,3 +247,24 @@ pub async fn befriend(alice: &Browser, bob: &Browser) -> Result<()> {
     wait_attr(&alice_at_bob, "data-subscription", "both", STEP).await?;
     Ok(())
 }
+
+/// Waits until the `<img>` matching `css` has decoded, `width` pixels wide.
+pub async fn wait_image_width(b: &Browser, css: &str, width: u64) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let got = b
+            .client()
+            .execute(
+                "const i = document.querySelector(arguments[0]); return i && i.complete ? i.naturalWidth : 0;",
+                vec![serde_json::json!(css)],
+            )
+            .await?;
+        if got == serde_json::json!(width) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{css}: not decoded at {width} px wide (now {got})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -11,7 +11,7 @@ use fantoccini::Locator;
 use sotto_tests::app::{
     befriend, click, contact_css, count, delete_message, dist_dir, message_css, open_delete_dialog,
     press_message_button, save_screenshot, submit_login_form, type_into, wait_attr, wait_css,
-    wait_css_text, wait_gone, wait_text, ENTER, ESCAPE,
+    wait_css_text, wait_gone, wait_image_width, wait_text, ENTER, ESCAPE,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{testid_selector, with_browser, Browser};
@@ -48,6 +48,67 @@ async fn login(b: &Browser, url: &str, user: &str) -> Result<()> {
 }
 
 /// No console errors other than the favicon and what `allowed` names.
+/// A `width` × `height` PNG (a landscape photo's shape), made here.
+fn wide_png(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let crc = crc32(&out[start..]);
+        out.extend_from_slice(&crc.to_be_bytes());
+    }
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn adler32(bytes: &[u8]) -> u32 {
+        let (mut a, mut b) = (1u32, 0u32);
+        for &x in bytes {
+            a = (a + u32::from(x)) % 65521;
+            b = (b + a) % 65521;
+        }
+        (b << 16) | a
+    }
+    // Rows of RGB pixels (a gradient), each after its filter byte, stored uncompressed.
+    let mut raw = Vec::new();
+    for y in 0..height {
+        raw.push(0);
+        for x in 0..width {
+            raw.extend_from_slice(&[(x * 255 / width) as u8, (y * 255 / height) as u8, 160]);
+        }
+    }
+    let mut zlib = vec![0x78, 0x01];
+    for (i, block) in raw.chunks(65_535).enumerate() {
+        let last = (i + 1) * 65_535 >= raw.len();
+        zlib.push(u8::from(last));
+        let len = block.len() as u16;
+        zlib.extend_from_slice(&len.to_le_bytes());
+        zlib.extend_from_slice(&(!len).to_le_bytes());
+        zlib.extend_from_slice(block);
+    }
+    zlib.extend_from_slice(&adler32(&raw).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &header);
+    chunk(&mut png, b"IDAT", &zlib);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
 async fn assert_clean_console(b: &Browser) -> Result<()> {
     let log = b.console_log().await?;
     let errors: Vec<&String> = log
@@ -223,6 +284,33 @@ async fn browser_app_two_users_subscribe_and_chat() -> Result<()> {
             )
             .await?;
             ensure!(!bob.client().source().await?.contains("in a meeting until 3"));
+
+            // alice chooses a picture: the app crops and re-encodes it and publishes it; bob's
+            // app shows it on her row, decoded; she takes it down and it goes.
+            let photo = alice.scratch_dir().join("holiday.png");
+            std::fs::write(&photo, wide_png(300, 200))?;
+            click(alice, "own-status").await?;
+            alice
+                .wait_for_testid("own-avatar-file", STEP)
+                .await?
+                .send_keys(&photo.to_string_lossy())
+                .await?;
+            let alice_picture = format!(
+                "{} [data-testid=\"avatar\"]",
+                contact_css("alice@localhost")
+            );
+            wait_css(bob, &alice_picture, STEP)
+                .await
+                .context("bob does not see alice's picture")?;
+            wait_image_width(bob, &alice_picture, 192).await?;
+            wait_css(alice, "[data-testid=\"own-avatar\"]", STEP).await?;
+            save_screenshot(alice, "status-picture").await?;
+            click(alice, "own-avatar-remove").await?;
+            wait_gone(bob, &alice_picture, STEP)
+                .await
+                .context("alice's picture stays after she took it down")?;
+            click(alice, "own-status-cancel").await?;
+            wait_gone(alice, "[data-testid=\"status-dialog\"]", STEP).await?;
 
             // bob corrects his reply with its "edit" button (no keyboard needed): alice's copy
             // changes in place, encrypted, marked edited; nothing is added on either side.

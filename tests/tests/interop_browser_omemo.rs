@@ -11,7 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use fantoccini::Locator;
 use sotto_tests::app::{
     click, contact_css, count, delete_message, dist_dir, message_css, save_screenshot, type_into,
-    wait_attr, wait_css, wait_css_text, wait_gone, ARROW_UP, ENTER, ESCAPE,
+    wait_attr, wait_css, wait_css_text, wait_gone, wait_image_width, ARROW_UP, ENTER, ESCAPE,
 };
 use sotto_tests::bridge::BridgeFixture;
 use sotto_tests::browser::{with_browser, Browser};
@@ -229,24 +229,7 @@ async fn browser_app_and_slixmpp_omemo_chat_encrypted_both_ways() -> Result<()> 
             img.attr("src").await?.is_some_and(|src| src.starts_with("blob:")),
             "the picture is not the app's own copy"
         );
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            let width = alice
-                .client()
-                .execute(
-                    "const i = document.querySelector(arguments[0]); return i && i.complete ? i.naturalWidth : 0;",
-                    vec![serde_json::json!(avatar_css)],
-                )
-                .await?;
-            if width == serde_json::json!(48) {
-                break;
-            }
-            ensure!(
-                tokio::time::Instant::now() < deadline,
-                "the picture was not decoded: width {width}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_image_width(alice, &avatar_css, 48).await?;
         wait_css(alice, ".chat-sub [data-testid=\"avatar\"]", STEP).await?;
         save_screenshot(alice, "omemo-avatar").await?;
         ensure!(

@@ -231,6 +231,16 @@ impl Driver {
         (result, notices)
     }
 
+    /// Runs a command of the avatar layer (publishing our picture), then sends what it queued.
+    pub fn command_avatars<R>(
+        &mut self,
+        f: impl FnOnce(&mut Avatars, &mut Session) -> R,
+    ) -> (R, Vec<Notice>) {
+        let result = f(&mut self.avatars, &mut self.session);
+        let notices = self.pump();
+        (result, notices)
+    }
+
     /// Runs a command that needs OMEMO and the session, then sends what it queued.
     pub fn command_e2e<R>(
         &mut self,

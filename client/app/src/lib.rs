@@ -68,6 +68,20 @@ pub enum Action {
     /// Delete our message with this (original) id in the open conversation for everyone
     /// (XEP-0424), after the user confirmed it.
     Retract(String),
+    /// Publish this picture as ours (a JPEG the app made from the user's image).
+    PublishAvatar {
+        /// The JPEG.
+        data: Vec<u8>,
+        /// Its size in pixels.
+        width: u32,
+        /// Its height.
+        height: u32,
+    },
+    /// Take our picture down.
+    RemoveAvatar,
+    /// Something went wrong before a command could be sent (e.g. a picture that cannot be
+    /// read): shown as the notice.
+    Notice(String),
     /// Give a contact the name we know them by (empty: none).
     Rename(BareJid, String),
     /// Set our own status, as contacts see it.

@@ -285,6 +285,7 @@ impl Loaded for Messenger {
                     </span>
                     <crate::status::OwnStatus availability={ store.own_status.availability }
                         text={ store.own_status.text.clone().map(AttrValue::from) }
+                        avatar={ store.me.as_ref().and_then(|me| store.avatars.get(me)).cloned().map(AttrValue::from) }
                         on_action={ on_action.clone() } />
                     <span class="connection-state" data-state={connection.label()}
                         data-testid="connection-state" role="status"
@@ -742,6 +743,11 @@ impl Messenger {
                     }
                 }
                 Notice::Device(_) => self.device_dirty = true,
+                Notice::Avatar(AvatarEvent::Published) => {}
+                Notice::Avatar(AvatarEvent::PublishFailed { condition }) => {
+                    self.store()
+                        .set_notice(Some(text::avatar_failed(&condition)));
+                }
                 Notice::Avatar(AvatarEvent::Changed { jid, avatar }) => {
                     let url = avatar.as_ref().and_then(object_url);
                     if let Some(url) = &url {
@@ -950,6 +956,32 @@ impl Messenger {
                 }
                 self.apply(notices);
             }
+            Action::PublishAvatar {
+                data,
+                width,
+                height,
+            } => {
+                let Some(driver) = self.driver.as_mut() else {
+                    return;
+                };
+                let (result, notices) = driver.command_avatars(|avatars, session| {
+                    avatars.publish(session, &data, "image/jpeg", width, height)
+                });
+                if result.is_err() {
+                    self.store()
+                        .set_notice(Some(text::AVATAR_UNUSABLE.to_owned()));
+                }
+                self.apply(notices);
+            }
+            Action::RemoveAvatar => {
+                let Some(driver) = self.driver.as_mut() else {
+                    return;
+                };
+                let ((), notices) =
+                    driver.command_avatars(|avatars, session| avatars.unpublish(session));
+                self.apply(notices);
+            }
+            Action::Notice(notice) => self.store().set_notice(Some(notice)),
             Action::Rename(jid, name) => {
                 let unchanged = self
                     .store

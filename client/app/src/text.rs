@@ -163,6 +163,14 @@ pub const STATUS_TEXT_PLACEHOLDER: &str = "e.g. In a meeting until 3";
 pub const STATUS_HINT: &str = "Your contacts see this. Do not disturb also keeps desktop \
      notifications quiet.";
 pub const STATUS_SAVE: &str = "Save";
+pub const AVATAR_HEADING: &str = "Your picture";
+pub const AVATAR_CHOOSE: &str = "Choose a picture";
+pub const AVATAR_REMOVE: &str = "Remove picture";
+pub const AVATAR_HINT: &str = "Your contacts see it. It is cropped to a square and saved again \
+     on this device before it leaves, which drops what the file says about where and when it \
+     was taken.";
+pub const AVATAR_UNUSABLE: &str =
+    "That picture cannot be used: choose a PNG, JPEG, WebP or GIF image.";
 pub const STATUS_CANCEL: &str = "Cancel";
 
 pub const CHAT_EMPTY_TITLE: &str = "No conversation open";
@@ -379,6 +387,11 @@ pub fn page_title(unread: u32) -> String {
     } else {
         format!("({unread}) {APP_NAME}")
     }
+}
+
+/// Publishing our picture failed.
+pub fn avatar_failed(condition: &str) -> String {
+    format!("Your picture could not be published ({condition}).")
 }
 
 /// A command that could not be carried out.

@@ -52,6 +52,65 @@ pub enum AvatarEvent {
         /// The picture.
         avatar: Option<Avatar>,
     },
+    /// Our picture is published (or taken down); our own notification follows.
+    Published,
+    /// Publishing our picture failed (the server's condition).
+    PublishFailed {
+        /// E.g. `not-authorized`, `not-online`.
+        condition: String,
+    },
+}
+
+/// Our pictures' nodes: readable by those who may see our presence (our contacts), not by
+/// everyone; one item kept.
+const PUBLISH_OPTIONS: &[(&str, &str)] = &[
+    ("pubsub#access_model", "presence"),
+    ("pubsub#max_items", "1"),
+];
+
+/// Our picture being published: the data item first, then the metadata that announces it.
+#[derive(Debug)]
+enum Publishing {
+    Data(RequestId, Element),
+    Metadata(RequestId),
+}
+
+/// The data item and the metadata announcing `data`, a picture of ours (`mime`, `width` ×
+/// `height` pixels); named by its SHA-1, as contacts will check.
+pub fn prepare(
+    data: &[u8],
+    mime: &'static str,
+    width: u32,
+    height: u32,
+) -> Result<(String, Element, Element), AvatarError> {
+    if data.is_empty() || data.len() > MAX_AVATAR_BYTES || !IMAGE_TYPES.contains(&mime) {
+        return Err(AvatarError::Malformed);
+    }
+    let id = sha1_hex(data);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let data_item = Element::builder("data", DATA_NODE).append(encoded).build();
+    let metadata = Element::builder("metadata", METADATA_NODE)
+        .append(
+            Element::builder("info", METADATA_NODE)
+                .attr(rxml::xml_ncname!("bytes").into(), data.len().to_string())
+                .attr(rxml::xml_ncname!("id").into(), id.as_str())
+                .attr(rxml::xml_ncname!("type").into(), mime)
+                .attr(rxml::xml_ncname!("width").into(), width.to_string())
+                .attr(rxml::xml_ncname!("height").into(), height.to_string())
+                .build(),
+        )
+        .build();
+    Ok((id, data_item, metadata))
+}
+
+fn sha1_hex(data: &[u8]) -> String {
+    Sha1::digest(data)
+        .iter()
+        .fold(String::with_capacity(40), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// A picture a metadata item announces.
@@ -130,9 +189,7 @@ pub fn parse_data(items: &[crate::PepItem], announced: &Announced) -> Result<Ava
     if data.is_empty() || data.len() > MAX_AVATAR_BYTES {
         return Err(AvatarError::Malformed);
     }
-    let digest = Sha1::digest(&data);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    if hex != announced.id {
+    if sha1_hex(&data) != announced.id {
         return Err(AvatarError::WrongHash);
     }
     Ok(Avatar {
@@ -152,6 +209,8 @@ pub struct Avatars {
     fetching: HashMap<RequestId, (BareJid, Announced)>,
     /// Contacts whose picture is still to fetch, oldest first.
     waiting: VecDeque<BareJid>,
+    /// Our own picture on its way.
+    publishing: Option<Publishing>,
     events: VecDeque<AvatarEvent>,
 }
 
@@ -209,6 +268,31 @@ impl Avatars {
                     items,
                 }),
             },
+            Event::RequestDone { request } if self.is_publishing(request) => {
+                match self.publishing.take() {
+                    Some(Publishing::Data(_, metadata)) => {
+                        match session.pep_publish(
+                            METADATA_NODE,
+                            &item_id(&metadata),
+                            metadata,
+                            PUBLISH_OPTIONS,
+                        ) {
+                            Ok(request) => self.publishing = Some(Publishing::Metadata(request)),
+                            Err(e) => self.events.push_back(AvatarEvent::PublishFailed {
+                                condition: e.to_string(),
+                            }),
+                        }
+                    }
+                    _ => self.events.push_back(AvatarEvent::Published),
+                }
+                None
+            }
+            Event::RequestFailed { request, condition } if self.is_publishing(request) => {
+                self.publishing = None;
+                self.events
+                    .push_back(AvatarEvent::PublishFailed { condition });
+                None
+            }
             Event::RequestFailed { request, condition } => match self.fetching.remove(&request) {
                 Some(_) => {
                     self.fetch_next(session);
@@ -226,6 +310,46 @@ impl Avatars {
             }
             other => Some(other),
         }
+    }
+
+    /// Publishes `data` as our picture: its data item, then (once the server has it) the
+    /// metadata that announces it to our contacts. The outcome comes as
+    /// [`AvatarEvent::Published`] or [`AvatarEvent::PublishFailed`].
+    pub fn publish(
+        &mut self,
+        session: &mut Session,
+        data: &[u8],
+        mime: &'static str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), AvatarError> {
+        let (id, data_item, metadata) = prepare(data, mime, width, height)?;
+        match session.pep_publish(DATA_NODE, &id, data_item, PUBLISH_OPTIONS) {
+            Ok(request) => self.publishing = Some(Publishing::Data(request, metadata)),
+            Err(e) => self.events.push_back(AvatarEvent::PublishFailed {
+                condition: e.to_string(),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Takes our picture down: an empty metadata item (XEP-0084 §4.2), which contacts read as
+    /// "no picture".
+    pub fn unpublish(&mut self, session: &mut Session) {
+        let empty = Element::bare("metadata", METADATA_NODE);
+        match session.pep_publish(METADATA_NODE, "none", empty, PUBLISH_OPTIONS) {
+            Ok(request) => self.publishing = Some(Publishing::Metadata(request)),
+            Err(e) => self.events.push_back(AvatarEvent::PublishFailed {
+                condition: e.to_string(),
+            }),
+        }
+    }
+
+    fn is_publishing(&self, request: RequestId) -> bool {
+        matches!(
+            self.publishing,
+            Some(Publishing::Data(r, _) | Publishing::Metadata(r)) if r == request
+        )
     }
 
     fn on_announced(&mut self, session: &mut Session, jid: BareJid, announced: Option<Announced>) {
@@ -263,6 +387,15 @@ impl Avatars {
             }
         }
     }
+}
+
+/// The item id of a metadata payload: its picture's id (XEP-0084 §4.2).
+fn item_id(metadata: &Element) -> String {
+    metadata
+        .get_child("info", METADATA_NODE)
+        .and_then(|info| info.attr("id"))
+        .unwrap_or("none")
+        .to_owned()
 }
 
 #[cfg(test)]

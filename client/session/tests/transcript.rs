@@ -639,4 +639,51 @@ fn contacts_pictures_are_fetched_by_id_checked_and_throttled() {
         &pump(&mut s, &mut avatars)[..],
         [Event::PepNotification { .. }]
     ));
+
+    // Our own picture: the data item (named by its SHA-1, for contacts only), and once the
+    // server has it, the metadata that announces it.
+    sent(&mut s);
+    avatars
+        .publish(&mut s, &picture, "image/jpeg", 192, 192)
+        .unwrap();
+    let out = sent(&mut s);
+    let data = out
+        .iter()
+        .find(|f| f.contains("urn:xmpp:avatar:data"))
+        .expect("the data item is published");
+    assert!(data.contains(&id) && data.contains("presence"), "{data}");
+    assert!(
+        !out.iter().any(|f| f.contains("urn:xmpp:avatar:metadata")),
+        "not before the data"
+    );
+    let result = |id: &str| format!("<iq xmlns='jabber:client' type='result' id='{id}'/>");
+    s.handle_frame(&result(attr(data, "id")), t(10));
+    assert!(pump(&mut s, &mut avatars).is_empty());
+    let out = sent(&mut s);
+    let metadata = out
+        .iter()
+        .find(|f| f.contains("urn:xmpp:avatar:metadata"))
+        .expect("then the metadata");
+    assert!(
+        metadata.contains(&id) && metadata.contains("image/jpeg"),
+        "{metadata}"
+    );
+    s.handle_frame(&result(attr(metadata, "id")), t(11));
+    assert!(pump(&mut s, &mut avatars).is_empty());
+    assert_eq!(avatars.poll_event(), Some(AvatarEvent::Published));
+    // Taking it down is an empty metadata item.
+    avatars.unpublish(&mut s);
+    let out = sent(&mut s);
+    assert!(
+        out.iter()
+            .any(|f| f.contains("urn:xmpp:avatar:metadata") && !f.contains("<info")),
+        "{out:?}"
+    );
+    // Too big, or not a picture type we show, is refused before anything is sent.
+    assert!(avatars
+        .publish(&mut s, &vec![0; 200 * 1024], "image/png", 1, 1)
+        .is_err());
+    assert!(avatars
+        .publish(&mut s, b"<svg/>", "image/svg+xml", 1, 1)
+        .is_err());
 }
