@@ -9,6 +9,7 @@ use sotto_session::{BareJid, Direction};
 use web_sys::{HtmlElement, HtmlTextAreaElement};
 use yew::prelude::*;
 
+use crate::dialog::{escape_closes, use_focus_on_mount};
 use crate::steps::use_rows_in_steps;
 use crate::store::{DeliveryState, Lock, Message, PlaintextPrompt, Store};
 use crate::styling::{self, Block, Span, Style};
@@ -578,28 +579,10 @@ struct DeleteProps {
 /// keeps the message; focus starts on the cancel button.
 #[function_component(DeleteDialog)]
 fn delete_dialog(props: &DeleteProps) -> Html {
-    let cancel_ref = use_node_ref();
-    {
-        let cancel_ref = cancel_ref.clone();
-        use_effect_with((), move |_| {
-            if let Some(el) = cancel_ref.cast::<HtmlElement>() {
-                let _ = el.focus();
-            }
-        });
-    }
+    let cancel_ref = use_focus_on_mount();
     let cancel = props.on_cancel.reform(|_: MouseEvent| ());
     let confirm = props.on_confirm.reform(|_: MouseEvent| ());
-    let on_keydown = {
-        let on_cancel = props.on_cancel.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
-                // Closes the dialog only; the conversation stays open.
-                e.prevent_default();
-                e.stop_propagation();
-                on_cancel.emit(());
-            }
-        })
-    };
+    let on_keydown = escape_closes(props.on_cancel.clone());
     html! {
         <div class="dialog-backdrop">
             <div class="dialog" role="alertdialog" aria-modal="true" aria-labelledby="delete-title"
@@ -633,15 +616,7 @@ pub struct PlaintextProps {
 /// cancel button closes it without sending; focus starts on "Don't send".
 #[function_component(PlaintextDialog)]
 pub fn plaintext_dialog(props: &PlaintextProps) -> Html {
-    let cancel_ref = use_node_ref();
-    {
-        let cancel_ref = cancel_ref.clone();
-        use_effect_with((), move |_| {
-            if let Some(el) = cancel_ref.cast::<HtmlElement>() {
-                let _ = el.focus();
-            }
-        });
-    }
+    let cancel_ref = use_focus_on_mount();
     let peer = &props.prompt.peer;
     let who = props
         .store
@@ -655,16 +630,7 @@ pub fn plaintext_dialog(props: &PlaintextProps) -> Html {
     let confirm = props
         .on_action
         .reform(|_: MouseEvent| Action::ConfirmPlaintext);
-    let on_keydown = {
-        let on_action = props.on_action.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
-                e.prevent_default();
-                e.stop_propagation();
-                on_action.emit(Action::CancelPlaintext);
-            }
-        })
-    };
+    let on_keydown = escape_closes(props.on_action.reform(|()| Action::CancelPlaintext));
     html! {
         <div class="dialog-backdrop">
             <div class="dialog" role="alertdialog" aria-modal="true" aria-labelledby="plaintext-title"

@@ -292,17 +292,8 @@ pub fn rename_form(props: &RenameProps) -> Html {
             on_close.emit(());
         })
     };
-    let on_keydown = {
-        let on_close = props.on_close.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
-                // Gives up the new name only; the conversation stays open.
-                e.prevent_default();
-                e.stop_propagation();
-                on_close.emit(());
-            }
-        })
-    };
+    // Gives up the new name only; the conversation stays open.
+    let on_keydown = crate::dialog::escape_closes(props.on_close.clone());
     let cancel = props.on_close.reform(|_: MouseEvent| ());
     html! {
         <form class="rename" onsubmit={on_submit} onkeydown={on_keydown} autocomplete="off">

@@ -18,6 +18,7 @@
 
 mod chat;
 mod contacts;
+mod dialog;
 pub mod driver;
 mod idb;
 mod kiosk;

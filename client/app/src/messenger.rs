@@ -65,8 +65,6 @@ pub(crate) struct Messenger {
     /// A history write is scheduled, or one is running.
     history_save: Option<Timeout>,
     history_saving: bool,
-    /// The object URLs of contacts' pictures, revoked when replaced and at sign-out.
-    avatar_urls: Vec<String>,
     /// The unread count the page's title shows.
     title_unread: u32,
     roster_dirty: bool,
@@ -104,7 +102,6 @@ impl Messenger {
             device_dirty: false,
             history_save: None,
             history_saving: false,
-            avatar_urls: Vec::new(),
             title_unread: 0,
             roster_dirty: false,
             saved_messages: 0,
@@ -750,11 +747,8 @@ impl Messenger {
                 }
                 Notice::Avatar(AvatarEvent::Changed { jid, avatar }) => {
                     let url = avatar.as_ref().and_then(object_url);
-                    if let Some(url) = &url {
-                        self.avatar_urls.push(url.to_string());
-                    }
                     if let Some(old) = self.store().set_avatar(jid, url) {
-                        revoke_object_url(&mut self.avatar_urls, &old);
+                        let _ = web_sys::Url::revoke_object_url(&old);
                     }
                 }
                 Notice::Omemo(event) => {
@@ -835,8 +829,9 @@ impl Messenger {
 
     /// Back to the login screen with nothing of the session left in memory.
     fn reset(&mut self) {
-        for url in std::mem::take(&mut self.avatar_urls) {
-            let _ = web_sys::Url::revoke_object_url(&url);
+        // The store holds every picture URL this messenger made.
+        for url in self.store.avatars.values() {
+            let _ = web_sys::Url::revoke_object_url(url);
         }
         self.driver = None;
         self.signed_in = false;
@@ -1204,10 +1199,4 @@ fn object_url(avatar: &sotto_session::avatar::Avatar) -> Option<std::rc::Rc<str>
     web_sys::Url::create_object_url_with_blob(&blob)
         .ok()
         .map(std::rc::Rc::from)
-}
-
-/// Revokes an object URL this messenger made, so that the browser frees its picture.
-fn revoke_object_url(made: &mut Vec<String>, url: &str) {
-    made.retain(|u| u != url);
-    let _ = web_sys::Url::revoke_object_url(url);
 }

@@ -2,9 +2,10 @@
 //! button in the top bar shows it and opens a small dialog to change it.
 
 use sotto_session::Availability;
-use web_sys::{HtmlElement, HtmlInputElement};
+use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
+use crate::dialog::{escape_closes, use_focus_on_mount};
 use crate::{availability_words, text, Action};
 
 /// The longest status text, in characters (other clients show one line of it).
@@ -81,19 +82,11 @@ fn status_dialog(props: &DialogProps) -> Html {
     let chosen = use_state(|| props.availability);
     let line = use_state(|| props.text.as_deref().unwrap_or_default().to_owned());
     // Focus starts on the choice in force (the first when it is none of them).
-    let first = use_node_ref();
+    let first = use_focus_on_mount();
     let focus_index = CHOICES
         .iter()
         .position(|&(a, _)| a == props.availability)
         .unwrap_or(0);
-    {
-        let first = first.clone();
-        use_effect_with((), move |_| {
-            if let Some(el) = first.cast::<HtmlElement>() {
-                let _ = el.focus();
-            }
-        });
-    }
     let on_input = {
         let line = line.clone();
         Callback::from(move |e: InputEvent| {
@@ -140,16 +133,7 @@ fn status_dialog(props: &DialogProps) -> Html {
             }
         })
     };
-    let on_keydown = {
-        let on_close = props.on_close.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
-                e.prevent_default();
-                e.stop_propagation();
-                on_close.emit(());
-            }
-        })
-    };
+    let on_keydown = escape_closes(props.on_close.clone());
     html! {
         <div class="dialog-backdrop">
             <form class="dialog status-dialog" role="dialog" aria-modal="true"

@@ -488,7 +488,8 @@ pub struct Store {
     roster_rev: u64,
     /// Our own status (sent with every presence of ours).
     pub own_status: OwnStatus,
-    /// Contacts' pictures (XEP-0084), as object URLs the messenger made and will revoke.
+    /// Contacts' pictures (XEP-0084), as object URLs the messenger made: it revokes each when
+    /// it is replaced here, and all of them at sign-out.
     pub avatars: HashMap<BareJid, Rc<str>>,
     /// Desktop notifications.
     pub notify: NotifyMode,

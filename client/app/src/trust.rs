@@ -113,16 +113,8 @@ fn device_row(jid: &BareJid, device: &DeviceView, on_action: &Callback<Action>) 
 #[function_component(TrustDialog)]
 pub fn trust_dialog(props: &Props) -> Html {
     let store = &props.store;
-    let close_ref = use_node_ref();
+    let close_ref = crate::dialog::use_focus_on_mount();
     let dialog_ref = use_node_ref();
-    {
-        let close_ref = close_ref.clone();
-        use_effect_with((), move |_| {
-            if let Some(el) = close_ref.cast::<HtmlElement>() {
-                let _ = el.focus();
-            }
-        });
-    }
     {
         // A modal keeps the focus: when the focused button goes away (a device just verified),
         // focus returns to the dialog, so Escape and Tab keep working.
@@ -139,16 +131,7 @@ pub fn trust_dialog(props: &Props) -> Html {
             }
         });
     }
-    let on_keydown = {
-        let on_action = props.on_action.clone();
-        Callback::from(move |e: KeyboardEvent| {
-            if e.key() == "Escape" {
-                e.prevent_default();
-                e.stop_propagation();
-                on_action.emit(Action::CloseTrust);
-            }
-        })
-    };
+    let on_keydown = crate::dialog::escape_closes(props.on_action.reform(|()| Action::CloseTrust));
     let close = props.on_action.reform(|_: MouseEvent| Action::CloseTrust);
     let me = store.me.clone();
     let own = match (&me, &store.own_device) {

@@ -8,7 +8,7 @@
 //! would tell a third party when we look at the contact. At most [`MAX_FETCHES`] fetches are
 //! in flight; the rest wait, newest announcement first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use base64::Engine as _;
 use minidom::Element;
@@ -207,8 +207,10 @@ pub struct Avatars {
     announced: HashMap<BareJid, Option<Announced>>,
     /// Fetches in flight.
     fetching: HashMap<RequestId, (BareJid, Announced)>,
-    /// Contacts whose picture is still to fetch, oldest first.
+    /// Contacts whose picture is still to fetch, oldest first, and the same as a set (a roster
+    /// of thousands announces at once: no linear search per announcement).
     waiting: VecDeque<BareJid>,
+    queued: HashSet<BareJid>,
     /// Our own picture on its way.
     publishing: Option<Publishing>,
     events: VecDeque<AvatarEvent>,
@@ -305,6 +307,7 @@ impl Avatars {
             Event::Online { resumed: false, .. } => {
                 self.fetching.clear();
                 self.waiting.clear();
+                self.queued.clear();
                 self.announced.clear();
                 Some(event)
             }
@@ -365,7 +368,7 @@ impl Avatars {
                 .events
                 .push_back(AvatarEvent::Changed { jid, avatar: None }),
             Some(_) => {
-                if !self.waiting.contains(&jid) {
+                if self.queued.insert(jid.clone()) {
                     self.waiting.push_back(jid);
                 }
                 self.fetch_next(session);
@@ -379,6 +382,7 @@ impl Avatars {
             let Some(jid) = self.waiting.pop_front() else {
                 return;
             };
+            self.queued.remove(&jid);
             let Some(Some(announced)) = self.announced.get(&jid).cloned() else {
                 continue;
             };
